@@ -1,0 +1,489 @@
+"""The attack boundary: any snnTorch or SpikingJelly network as an ``[N, C, H, W] -> [N, K]`` module.
+
+torchattacks, AutoAttack-style code and training loops call ``model(x)`` on images in
+[0, 1] and expect float logits. A spiking network instead keeps membrane state between
+calls and runs over time. :class:`SpikingClassifier` closes that gap: on every call it
+resets every neuron of the wrapped network (recursively, before and after, so no
+autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs the
+``num_steps`` steps the way the host framework expects, and reads out logits.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robust_spikes._checks import check_images, check_num_steps, check_range
+from robust_spikes.encoders import Direct, Encoder
+from robust_spikes.frameworks import Host, detect
+
+__all__ = ["SpikingClassifier"]
+
+Readout = Literal["membrane", "count"] | Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+_READOUTS = ("membrane", "count")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to drive one network, found once per neuron layout (see ``_discover``).
+
+    kind: ``"step"`` calls ``net`` once per time step; ``"sequence"`` calls it once.
+    num_state: explicit state arguments per step (``net(x_t, *state) -> (*out, *state)``).
+    output: ``"neuron"`` the net returns the final neuron's output (spikes, or a tuple
+        whose first item is spikes and last the membrane); ``"value"`` a non-spiking
+        value (e.g. a final Linear), read as the membrane; ``"recording"`` a tutorial-style
+        ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple.
+    static_input: a sequence-kind net takes the static ``[N, ...]`` image (snnTorch
+        tutorial style) rather than ``[T, N, ...]`` (SpikingJelly multi-step).
+    """
+
+    key: tuple[Any, ...]
+    kind: Literal["step", "sequence"]
+    num_state: int
+    output: Literal["neuron", "value", "recording"]
+    static_input: bool
+    final: nn.Module = field(repr=False)
+
+
+class SpikingClassifier(nn.Module):
+    """Wrap a spiking network as a classifier on images in [0, 1], returning logits.
+
+    Every torchattacks attack runs against the result unmodified. The wrapped network is
+    not changed: its train/eval mode is left as the user set it, and its neuron state is
+    reset on every call before and after the forward pass.
+
+    Accepted networks (snnTorch 1.0, SpikingJelly 2.0):
+
+    * snnTorch modules whose neurons use ``init_hidden=True`` (``nn.Sequential`` or
+      nested), the last neuron with or without ``output=True``;
+    * snnTorch tutorial-style modules whose ``forward(x)`` loops over time itself and
+      returns a ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple;
+    * snnTorch single-step modules with explicit state passing,
+      ``forward(x_t, *state) -> (*outputs, *state)`` (e.g. a bare ``snn.Leaky``);
+    * SpikingJelly networks in single-step (``'s'``) or multi-step (``'m'``) mode,
+      including ``layer.SeqToANNContainer`` blocks.
+
+    Readouts: ``"membrane"`` (default) is the time mean of the output layer's membrane:
+    the final neuron's ``mem`` in snnTorch, its recorded ``v`` in SpikingJelly (the
+    post-reset potential; for a SpikingJelly network trained on firing rates use
+    ``"count"``), or the output itself when the network ends in a non-spiking layer.
+    ``"count"`` sums the output spikes over time (ties are broken towards the first
+    class). A callable receives ``(spikes, membrane)``, each ``[T, N, K]`` or ``None``.
+
+    Args:
+        net: the user's snnTorch or SpikingJelly network.
+        num_steps: number of simulation time steps ``T`` (a positive int).
+        encoder: maps ``[N, ...]`` to ``[T, N, ...]`` (an :class:`~robust_spikes.encoders.
+            Encoder`); default :class:`~robust_spikes.encoders.Direct`.
+        readout: ``"membrane"``, ``"count"`` or a callable, see above.
+        normalize: ``(mean, std)`` per channel, applied inside the model so that attacks
+            work in the [0, 1] image scale; ``None`` for no normalisation.
+        generator: source of all randomness of the encoder and stochastic neurons;
+            default a new CPU generator seeded with 0.
+        framework: ``"auto"``, ``"snntorch"`` or ``"spikingjelly"``.
+        input_range: accepted ``(low, high)`` of input values (rounding of 1e-6 allowed),
+            or ``None`` to accept any finite value (e.g. event counts).
+
+    Shape:
+        x: ``[N, C, H, W]`` or ``[N, F]``; returns ``[N, K]`` float logits.
+
+    Raises:
+        ValueError: bad ``num_steps``, ``readout``, ``normalize``, ``input_range`` or
+            ``framework``; a network without spiking neurons; at call time, inputs of the
+            wrong rank, outside ``input_range``, NaN or inf, and readouts that are not
+            ``[N, K]``.
+        TypeError: an unsupported neuron type; non-float inputs.
+
+    Example:
+        >>> import snntorch as snn
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=4)
+        >>> model(torch.rand(3, 1, 8, 8)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_steps: int,
+        *,
+        encoder: Encoder | None = None,
+        readout: Readout = "membrane",
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+        generator: torch.Generator | None = None,
+        framework: str = "auto",
+        input_range: tuple[float, float] | None = (0.0, 1.0),
+        compile: bool = False,
+        time_batched: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if not (callable(readout) or readout in _READOUTS):
+            raise ValueError(f"readout must be one of {_READOUTS} or a callable, got {readout!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.num_steps = check_num_steps(num_steps)
+        self.input_range = check_range("input_range", input_range)
+        self.readout = readout
+        self.net = net
+        self.encoder = encoder if encoder is not None else Direct()
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self._host: Host = detect(net, framework)
+        self._host.check_supported(self._host.neurons(net))
+        self._plan: _Plan | None = None
+        self._layers = _time_batchable(net, self._host)
+        if time_batched and self._layers is None:
+            raise ValueError(
+                "time_batched=True needs a network that is an nn.Sequential (nested ones "
+                "allowed) of stateless layers and neurons, got "
+                f"{type(net).__name__} with modules {[type(m).__name__ for m in net.children()]}"
+            )
+        self.time_batched = time_batched
+        self.compile = bool(compile)
+        self._compiled: Callable[..., Any] | None = None
+        self.register_buffer("_mean", None, persistent=False)
+        self.register_buffer("_std", None, persistent=False)
+        if normalize is not None:
+            self._mean, self._std = _check_normalize(normalize)
+
+    @property
+    def framework(self) -> str:
+        """Name of the host framework of the wrapped network."""
+        return self._host.name
+
+    @property
+    def is_stochastic(self) -> bool:
+        """Whether two calls on the same input can differ (random encoder or neurons)."""
+        if getattr(self.encoder, "is_stochastic", False):
+            return True
+        return any(getattr(m, "is_stochastic", False) for m in self.net.modules())
+
+    def extra_repr(self) -> str:
+        readout = self.readout if isinstance(self.readout, str) else "callable"
+        return f"num_steps={self.num_steps}, readout={readout!r}, framework={self.framework!r}"
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_images(x, value_range=self.input_range)
+        if self._std is not None:
+            x = (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
+        host, net = self._host, self.net
+        neurons = host.neurons(net)
+        plan = self._plan_for(neurons, x)
+        stateful = host.stateful(net)
+        host.reset(stateful)
+        try:
+            spikes, membrane = self._run(plan, x)
+        finally:
+            host.reset(stateful)  # drop every reference to this call's graph
+        return self._read(spikes, membrane, x.shape[0])
+
+    def _frames(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The encoded sequence, or ``None`` when every step is ``x`` itself."""
+        if getattr(self.encoder, "is_static", False):
+            return None
+        seq = self.encoder(x, self.num_steps, generator=self.generator)
+        if not isinstance(seq, torch.Tensor) or seq.dim() != x.dim() + 1:
+            got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
+            raise ValueError(
+                f"encoder must return [num_steps, N, ...] = [{self.num_steps}, "
+                f"{', '.join(map(str, x.shape))}], got {got}"
+            )
+        return seq
+
+    def _run(self, plan: _Plan, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if plan.kind == "sequence":
+            run = self._run_sequence
+        elif self._use_time_batched(plan, x):
+            run = self._run_time_batched
+        else:
+            run = self._run_steps
+        if self.compile:
+            # One graph for all num_steps steps (forward and backward fused by inductor).
+            if self._compiled is None:
+                self._compiled = torch.compile(_call)
+            return self._compiled(run, plan, x)
+        return run(plan, x)
+
+    def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
+        if self._layers is None or plan.num_state or self.time_batched is False:
+            return False
+        if self.time_batched is None and x.device.type == "cpu":
+            return False  # measured slower on CPU (benchmarks/attack_step.py)
+        # Batch statistics and dropout masks over [T*N] differ from per-step ones.
+        return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in self._layers)
+
+    def _run_time_batched(
+        self, plan: _Plan, x: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Stateless layers once on ``[T*N, ...]``, only neurons looped over time.
+
+        Layers before the first neuron run once on ``[N, ...]`` for a static encoder.
+        Equal to :meth:`_run_steps` up to floating-point reassociation.
+        """
+        host, num_steps = self._host, self.num_steps
+        neurons = {id(m) for m in host.neurons(self.net)}
+        want_spikes, want_membrane = self._wants()
+        seq = self._frames(x)
+        h = x if seq is None else seq
+        timed = seq is not None  # h is [T, N, ...] (else the static [N, ...])
+        spk_seq = mem_seq = None
+        for layer in self._layers:  # type: ignore[union-attr]
+            if id(layer) in neurons:
+                frames = h.unbind(0) if timed else (h,) * num_steps
+                outs = [layer(f) for f in frames] if layer is not plan.final else None
+                if outs is None:  # the output neuron: record what the readout needs
+                    spikes, membrane = [], []
+                    for f in frames:
+                        out = layer(f)
+                        spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
+                        spikes.append(spk)
+                        if want_membrane:
+                            membrane.append(mem if mem is not None else host.membrane(layer))
+                    h = torch.stack(spikes)
+                    spk_seq = h if want_spikes else None
+                    mem_seq = torch.stack(membrane) if membrane else None
+                else:
+                    h = torch.stack([o[0] if isinstance(o, tuple) else o for o in outs])
+                timed = True
+            elif timed:
+                h = layer(h.flatten(0, 1))
+                h = h.unflatten(0, (num_steps, h.shape[0] // num_steps))
+            else:
+                h = layer(h)
+        if plan.output == "value":  # layers after the output neuron
+            return None, h if want_membrane else None
+        return spk_seq, mem_seq
+
+    def _run_steps(self, plan: _Plan, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The plain time loop: one call of ``net`` per step (the default path)."""
+        net, host, final = self.net, self._host, plan.final
+        seq = self._frames(x)
+        frames = (x,) * self.num_steps if seq is None else seq.unbind(0)
+        want_spikes, want_membrane = self._wants()
+        from_neuron = plan.output == "neuron"
+        spikes: list[torch.Tensor] = []
+        membrane: list[torch.Tensor] = []
+        state: tuple[Any, ...] = ()
+        for x_t in frames:
+            out = net(x_t, *state)
+            if plan.num_state:
+                out, state = out[: -plan.num_state], tuple(out[-plan.num_state :])
+                if len(out) == 1:
+                    out = out[0]
+            if isinstance(out, tuple):
+                spk, mem = out[0], out[-1] if len(out) > 1 else None
+            else:
+                spk, mem = out, None
+            if from_neuron:
+                if want_spikes:
+                    spikes.append(spk)
+                if want_membrane:
+                    membrane.append(mem if mem is not None else host.membrane(final))
+            elif want_membrane:
+                membrane.append(spk)
+        return (
+            torch.stack(spikes) if spikes else None,
+            torch.stack(membrane) if membrane else None,
+        )
+
+    def _run_sequence(
+        self, plan: _Plan, x: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """One call of ``net`` on the whole sequence (SpikingJelly 'm', snnTorch tutorials)."""
+        seq = self._frames(x)
+        if seq is None and not plan.static_input:
+            seq = x.unsqueeze(0).expand(self.num_steps, *x.shape)
+        inp = x if seq is None else seq
+        _, want_membrane = self._wants()
+        record = plan.output == "neuron" and want_membrane
+        host, final = self._host, plan.final
+        if record:
+            previous = getattr(final, "store_v_seq", False)
+            host.record_membrane(final, True)
+        try:
+            out = self.net(inp)
+            mem_seq = host.membrane_sequence(final) if record else None
+        finally:
+            if record:
+                host.record_membrane(final, previous)
+        spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
+        if not isinstance(spk, torch.Tensor) or spk.dim() < 2 or spk.shape[0] != self.num_steps:
+            got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
+            raise ValueError(
+                f"net returned a recording of shape {got}, expected [num_steps={self.num_steps}, "
+                "N, K]: num_steps must match the number of steps the network runs"
+            )
+        if plan.output == "value":
+            return None, spk
+        if plan.output == "recording":
+            return spk, mem if mem is not None else spk
+        return spk, mem_seq if mem_seq is not None else mem
+
+    def _wants(self) -> tuple[bool, bool]:
+        """Whether the readout needs (spikes, membrane)."""
+        if self.readout == "membrane":
+            return False, True
+        if self.readout == "count":
+            return True, False
+        return True, True
+
+    def _read(
+        self, spikes: torch.Tensor | None, membrane: torch.Tensor | None, batch: int
+    ) -> torch.Tensor:
+        if self.readout == "membrane":
+            assert membrane is not None
+            logits = membrane.mean(0)
+        elif self.readout == "count":
+            if spikes is None:
+                raise ValueError(
+                    "readout='count' needs output spikes, but the network ends in a "
+                    "non-spiking layer; use readout='membrane'"
+                )
+            logits = spikes.sum(0)
+        else:
+            assert callable(self.readout)
+            logits = self.readout(spikes, membrane)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(
+                f"readout {self.readout!r} must produce logits [N={batch}, K], got {got}; "
+                "the network's output layer must give one value per class"
+            )
+        return logits
+
+    # ------------------------------------------------------------------ discovery
+    def _plan_for(self, neurons: list[nn.Module], x: torch.Tensor) -> _Plan:
+        mode = self._host.step_mode(self.net, neurons)
+        key = (mode, *map(id, neurons))
+        if self._plan is None or self._plan.key != key:
+            if not neurons:
+                raise ValueError(
+                    f"net contains no {self._host.name} spiking neurons (any more); "
+                    "SpikingClassifier needs at least one"
+                )
+            self._host.check_supported(neurons)
+            self._plan = self._discover(key, mode, neurons, x)
+        return self._plan
+
+    @torch.no_grad()
+    def _discover(
+        self, key: tuple[Any, ...], mode: str, neurons: list[nn.Module], x: torch.Tensor
+    ) -> _Plan:
+        """Find how to drive the network with one probe call on one sample.
+
+        The probe runs with every module in eval mode (restored after) and with state
+        reset before and after, so batch-norm statistics, dropout draws and neuron state
+        are left as they were.
+        """
+        net, host, final = self.net, self._host, neurons[-1]
+        num_state = 0
+        if mode == "unknown" and host.explicit_state(neurons):
+            num_state = _extra_forward_args(net)
+        probe = x[:1].detach()
+        seen: list[Any] = []
+        handle = final.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        modes = {m: m.training for m in net.modules()}
+        stateful = host.stateful(net)
+        net.eval()
+        host.reset(stateful)
+        try:
+            if mode == "sequence":
+                out = net(probe.unsqueeze(0).expand(self.num_steps, *probe.shape))
+            elif num_state:
+                out = net(probe)[:-num_state]
+                out = out[0] if len(out) == 1 else out
+            else:
+                out = net(probe)
+        finally:
+            handle.remove()
+            host.reset(stateful)
+            for m, training in modes.items():
+                m.training = training
+        first = out[0] if isinstance(out, tuple) else out
+        if not isinstance(first, torch.Tensor):
+            raise ValueError(
+                f"net must return a tensor or a tuple of tensors, got {type(out).__name__}"
+            )
+        kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
+        if mode == "unknown" and not num_state and first.dim() == 3 and first.shape[1] == 1:
+            return _Plan(key, "sequence", 0, "recording", True, final)
+        last = seen[-1] if seen else None
+        last_first = last[0] if isinstance(last, tuple) else last
+        is_neuron = out is last or first is last_first
+        return _Plan(key, kind, num_state, "neuron" if is_neuron else "value", False, final)
+
+
+_TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
+def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor) -> Any:
+    return run(plan, x)
+
+
+def _time_batchable(net: nn.Module, host: Host) -> list[nn.Module] | None:
+    """The layers of ``net`` in call order if the time-batched path can run it.
+
+    That is a (nested) ``nn.Sequential`` whose every leaf is a neuron or holds no state.
+    """
+    leaves = _sequential_leaves(net)
+    if leaves is None:
+        return None
+    neurons = set(map(id, host.neurons(net)))
+    for m in leaves:
+        if id(m) not in neurons and (host.neurons(m) or host.stateful(m)):
+            return None
+    return leaves
+
+
+def _sequential_leaves(net: nn.Module) -> list[nn.Module] | None:
+    """The modules of a (nested) ``nn.Sequential`` in call order, or ``None``."""
+    if not isinstance(net, nn.Sequential):
+        return None
+    leaves: list[nn.Module] = []
+    for m in net:
+        if isinstance(m, nn.Sequential):
+            inner = _sequential_leaves(m)
+            if inner is None:
+                return None
+            leaves += inner
+        else:
+            leaves.append(m)
+    return leaves
+
+
+def _extra_forward_args(net: nn.Module) -> int:
+    """Number of state arguments of ``net.forward(x, *state)`` (0 if only ``x``)."""
+    params = inspect.signature(net.forward).parameters.values()
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return max(len(positional) - 1, 0)
+
+
+def _check_normalize(normalize: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        mean, std = normalize
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize must be None or (mean, std), got {normalize!r}") from None
+    if mean_t.numel() != std_t.numel() or not bool((std_t > 0).all()):
+        raise ValueError(
+            f"normalize must be (mean, std) of equal length with std > 0, got {normalize!r}"
+        )
+    return mean_t, std_t
+
+
+def _channel_view(stat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-channel statistic over ``x`` of shape ``[N, C, ...]``."""
+    return stat.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))

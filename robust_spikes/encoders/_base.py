@@ -1,0 +1,27 @@
+"""The encoder interface: images ``[N, ...]`` to a time-major sequence ``[T, N, ...]``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Base class of encoders that :class:`~robust_spikes.SpikingClassifier` takes.
+
+    An encoder maps a batch ``x`` of shape ``[N, ...]`` to ``[num_steps, N, ...]`` and
+    must be differentiable with respect to ``x`` (otherwise attacks silently fail).
+
+    Attributes:
+        is_stochastic: the output is random; randomness must come from ``generator``.
+        is_static: every step equals ``x`` itself, so a network may be fed ``x`` at every
+            step without materialising the sequence (a speed hint, never a semantic one).
+    """
+
+    is_stochastic: bool = False
+    is_static: bool = False
+
+    def forward(
+        self, x: torch.Tensor, num_steps: int, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        raise NotImplementedError

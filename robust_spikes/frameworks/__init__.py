@@ -1,0 +1,81 @@
+"""Host frameworks: detection, neuron discovery, state reset and step modes.
+
+Each supported framework has one file here exposing a :class:`Host`. Everything
+outside this package is framework-agnostic. A host framework is only imported when
+the user's network was built with it (it is then already in ``sys.modules``), so
+importing robust_spikes never imports snnTorch or SpikingJelly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from robust_spikes.frameworks._base import Host
+
+__all__ = ["Host", "detect", "host_names"]
+
+
+def _snntorch() -> Host:
+    from robust_spikes.frameworks.snntorch import SnnTorchHost
+
+    return SnnTorchHost()
+
+
+def _spikingjelly() -> Host:
+    from robust_spikes.frameworks.spikingjelly import SpikingJellyHost
+
+    return SpikingJellyHost()
+
+
+# name -> (top-level module of the framework, factory)
+_HOSTS: dict[str, tuple[str, Callable[[], Host]]] = {
+    "snntorch": ("snntorch", _snntorch),
+    "spikingjelly": ("spikingjelly", _spikingjelly),
+}
+
+
+def host_names() -> list[str]:
+    """Names accepted by ``framework=``, besides ``"auto"``."""
+    return list(_HOSTS)
+
+
+def detect(net: nn.Module, framework: str = "auto") -> Host:
+    """Return the host framework of ``net``.
+
+    Args:
+        net: the user's spiking network.
+        framework: ``"auto"`` (find the framework whose neurons ``net`` contains) or a
+            name from :func:`host_names`.
+
+    Raises:
+        ValueError: unknown ``framework``; no spiking neuron of a supported framework in
+            ``net``; neurons of two frameworks in one network.
+    """
+    import sys
+
+    if framework != "auto" and framework not in _HOSTS:
+        raise ValueError(f"framework must be 'auto' or one of {host_names()}, got {framework!r}")
+    names = [framework] if framework != "auto" else list(_HOSTS)
+    found = []
+    for name in names:
+        module, factory = _HOSTS[name]
+        if module not in sys.modules:  # the net cannot contain its neurons
+            continue
+        host = factory()
+        if host.neurons(net):
+            found.append(host)
+    if len(found) > 1:
+        raise ValueError(
+            "net contains spiking neurons of several frameworks "
+            f"({', '.join(h.name for h in found)}); wrap one framework's network at a time"
+        )
+    if not found:
+        where = f"{framework} " if framework != "auto" else ""
+        raise ValueError(
+            f"net contains no {where}spiking neurons: SpikingClassifier wraps snnTorch or "
+            f"SpikingJelly networks, got {type(net).__name__} with modules "
+            f"{sorted({type(m).__name__ for m in net.modules()})}"
+        )
+    return found[0]
