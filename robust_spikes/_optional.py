@@ -33,6 +33,5 @@ def require(module: str, feature: str) -> ModuleType:
         top = module.split(".")[0]
         extra = _EXTRAS.get(top, top)
         raise ImportError(
-            f"{feature} needs {top!r}, which is not installed: "
-            f"pip install 'robust-spikes[{extra}]'"
+            f"{feature} needs {top!r}, which is not installed: pip install 'robust-spikes[{extra}]'"
         ) from err

@@ -1,4 +1,4 @@
-"""The attack boundary: any snnTorch or SpikingJelly network as an ``[N, C, H, W] -> [N, K]`` module.
+"""The attack boundary: a snnTorch or SpikingJelly network as an ``[N, C, H, W] -> [N, K]`` model.
 
 torchattacks, AutoAttack-style code and training loops call ``model(x)`` on images in
 [0, 1] and expect float logits. A spiking network instead keeps membrane state between
@@ -24,7 +24,10 @@ from robust_spikes.frameworks import Host, detect
 
 __all__ = ["SpikingClassifier"]
 
-Readout = Literal["membrane", "count"] | Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+Readout = (
+    Literal["membrane", "count"]
+    | Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+)
 _READOUTS = ("membrane", "count")
 
 
@@ -87,7 +90,17 @@ class SpikingClassifier(nn.Module):
             default a new CPU generator seeded with 0.
         framework: ``"auto"``, ``"snntorch"`` or ``"spikingjelly"``.
         input_range: accepted ``(low, high)`` of input values (rounding of 1e-6 allowed),
-            or ``None`` to accept any finite value (e.g. event counts).
+            or ``None`` to accept any finite value (e.g. event counts, or attacks that
+            query the model off the image domain, such as PGDRS, VMIFGSM or DeepFool).
+        compile: run the time loop through ``torch.compile`` (inductor fuses the neuron
+            updates of all steps, forward and backward). The first call compiles for about
+            a minute on 2 CPU cores, and a new batch shape or input dtype recompiles once.
+        time_batched: run stateless layers once on ``[T*N, ...]`` and only the neurons
+            step by step; layers before the first neuron run once for a static encoder.
+            ``None`` (default) uses it whenever the network allows it: an ``nn.Sequential``
+            (nested allowed) of stateless layers and neurons, with no batch norm or
+            dropout in training mode (their statistics over ``[T*N]`` would differ).
+            Results equal the plain loop up to floating-point summation order.
 
     Shape:
         x: ``[N, C, H, W]`` or ``[N, F]``; returns ``[N, K]`` float logits.
@@ -146,7 +159,7 @@ class SpikingClassifier(nn.Module):
                 f"{type(net).__name__} with modules {[type(m).__name__ for m in net.children()]}"
             )
         self.time_batched = time_batched
-        self.compile = bool(compile)
+        self._use_compile = bool(compile)
         self._compiled: Callable[..., Any] | None = None
         self.register_buffer("_mean", None, persistent=False)
         self.register_buffer("_std", None, persistent=False)
@@ -205,7 +218,7 @@ class SpikingClassifier(nn.Module):
             run = self._run_time_batched
         else:
             run = self._run_steps
-        if self.compile:
+        if self._use_compile:
             # One graph for all num_steps steps (forward and backward fused by inductor).
             if self._compiled is None:
                 self._compiled = torch.compile(_call)
@@ -215,8 +228,6 @@ class SpikingClassifier(nn.Module):
     def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
         if self._layers is None or plan.num_state or self.time_batched is False:
             return False
-        if self.time_batched is None and x.device.type == "cpu":
-            return False  # measured slower on CPU (benchmarks/attack_step.py)
         # Batch statistics and dropout masks over [T*N] differ from per-step ones.
         return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in self._layers)
 
@@ -262,7 +273,9 @@ class SpikingClassifier(nn.Module):
             return None, h if want_membrane else None
         return spk_seq, mem_seq
 
-    def _run_steps(self, plan: _Plan, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _run_steps(
+        self, plan: _Plan, x: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The plain time loop: one call of ``net`` per step (the default path)."""
         net, host, final = self.net, self._host, plan.final
         seq = self._frames(x)

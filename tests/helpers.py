@@ -141,7 +141,7 @@ def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
     return train.images, train.labels, test.images, test.labels
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_state(builder_name: str, readout: str, epochs: int) -> dict[str, torch.Tensor]:
     builder = BUILDERS[builder_name]
     torch.manual_seed(0)

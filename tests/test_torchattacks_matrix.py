@@ -1,4 +1,4 @@
-"""Every torchattacks attack that attacks a classifier, against wrapped snnTorch and SpikingJelly models.
+"""Every torchattacks attack on a classifier, against wrapped snnTorch and SpikingJelly models.
 
 Each run checks: no error; ``|x_adv - x|_inf <= eps + 1e-6`` (or the L2 bound) for
 bounded attacks; ``x_adv`` in [0, 1]; the model's train/eval mode restored. Settings
@@ -126,7 +126,9 @@ CASES = [(name, fw, False) for name in ATTACKS for fw in MODELS] + [
 
 
 @pytest.mark.parametrize(("name", "framework", "start_in_train_mode"), CASES)
-def test_attack_runs_within_its_budget(name: str, framework: str, start_in_train_mode: bool) -> None:
+def test_attack_runs_within_its_budget(
+    name: str, framework: str, start_in_train_mode: bool
+) -> None:
     model = MODELS[framework]()
     _, _, x_all, y_all = digits_tensors()
     x, y = x_all[:8].clone(), y_all[:8].clone()

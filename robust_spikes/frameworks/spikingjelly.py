@@ -48,7 +48,9 @@ class SpikingJellyHost(Host):
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
         modes = {getattr(m, "step_mode", "s") for m in neurons}
         if len(modes) > 1:
-            counts = {mode: sum(getattr(m, "step_mode", "s") == mode for m in neurons) for mode in modes}
+            counts = {
+                mode: sum(getattr(m, "step_mode", "s") == mode for m in neurons) for mode in modes
+            }
             raise ValueError(
                 f"net mixes SpikingJelly step modes among its neurons ({counts}); set one "
                 "mode with spikingjelly.activation_based.functional.set_step_mode(net, 'm')"
