@@ -97,9 +97,10 @@ class SpikingClassifier(nn.Module):
             a minute on 2 CPU cores, and a new batch shape or input dtype recompiles once.
         time_batched: run stateless layers once on ``[T*N, ...]`` and only the neurons
             step by step; layers before the first neuron run once for a static encoder.
-            ``None`` (default) uses it whenever the network allows it: an ``nn.Sequential``
-            (nested allowed) of stateless layers and neurons, with no batch norm or
-            dropout in training mode (their statistics over ``[T*N]`` would differ).
+            ``None`` (default) uses it where it measured faster: on GPUs, and on CPUs when
+            the encoder is static and a layer precedes the first neuron. It needs an
+            ``nn.Sequential`` (nested allowed) of stateless layers and neurons with no batch
+            norm or dropout in training mode (their statistics over ``[T*N]`` would differ).
             Results equal the plain loop up to floating-point summation order.
 
     Shape:
@@ -226,8 +227,16 @@ class SpikingClassifier(nn.Module):
         return run(plan, x)
 
     def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
-        if self._layers is None or plan.num_state or self.time_batched is False:
+        layers = self._layers
+        if layers is None or plan.num_state or self.time_batched is False:
             return False
+        if self.time_batched is None and x.device.type == "cpu":
+            # Measured on 2 CPU cores (benchmarks/attack_step.py): the win comes from running
+            # the layers before the first neuron once for a static input; with a sequence
+            # input, [T*N] neuron updates fall out of cache and the plain loop is faster.
+            first = self._host.neurons(self.net)[0]
+            if not getattr(self.encoder, "is_static", False) or layers[0] is first:
+                return False
         # Batch statistics and dropout masks over [T*N] differ from per-step ones.
         return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in self._layers)
 

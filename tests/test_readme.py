@@ -1,0 +1,31 @@
+"""The README's Python examples run as written, and its commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_python_examples_run() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    assert blocks, "the README lost its quick start"
+    for block in blocks:
+        namespace: dict[str, object] = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+    x, x_adv = namespace["x"], namespace["x_adv"]
+    assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_readme_commands_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for target in re.findall(r"(?:^|`|: )make (\w+)", README, flags=re.MULTILINE):
+        assert re.search(rf"^{target}:", makefile, flags=re.MULTILINE), f"make {target}"
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    for path in re.findall(r"(benchmarks/\w+\.py)", README):
+        assert (ROOT / path).exists(), path
