@@ -238,7 +238,7 @@ class SpikingClassifier(nn.Module):
             if not getattr(self.encoder, "is_static", False) or layers[0] is first:
                 return False
         # Batch statistics and dropout masks over [T*N] differ from per-step ones.
-        return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in self._layers)
+        return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in layers)
 
     def _run_time_batched(
         self, plan: _Plan, x: torch.Tensor
