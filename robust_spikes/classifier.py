@@ -50,7 +50,12 @@ class _Plan:
     num_state: int
     output: Literal["neuron", "value", "recording"]
     static_input: bool
-    final: nn.Module = field(repr=False)
+    neurons: tuple[nn.Module, ...] = field(repr=False)
+
+    @property
+    def final(self) -> nn.Module:
+        """The last spiking neuron in ``net.modules()`` order (the output layer)."""
+        return self.neurons[-1]
 
 
 class SpikingClassifier(nn.Module):
@@ -230,13 +235,12 @@ class SpikingClassifier(nn.Module):
         layers = self._layers
         if layers is None or plan.num_state or self.time_batched is False:
             return False
-        if self.time_batched is None and x.device.type == "cpu":
-            # Measured on 2 CPU cores (benchmarks/attack_step.py): the win comes from running
-            # the layers before the first neuron once for a static input; with a sequence
-            # input, [T*N] neuron updates fall out of cache and the plain loop is faster.
-            first = self._host.neurons(self.net)[0]
-            if not getattr(self.encoder, "is_static", False) or layers[0] is first:
-                return False
+        # Measured on 2 CPU cores (benchmarks/attack_step.py): the win there comes from
+        # running the layers before the first neuron once for a static input; with a
+        # sequence input, [T*N] neuron updates fall out of cache and the plain loop wins.
+        hoists = getattr(self.encoder, "is_static", False) and layers[0] is not plan.neurons[0]
+        if self.time_batched is None and x.device.type == "cpu" and not hoists:
+            return False
         # Batch statistics and dropout masks over [T*N] differ from per-step ones.
         return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in layers)
 
@@ -246,41 +250,31 @@ class SpikingClassifier(nn.Module):
         """Stateless layers once on ``[T*N, ...]``, only neurons looped over time.
 
         Layers before the first neuron run once on ``[N, ...]`` for a static encoder.
-        Equal to :meth:`_run_steps` up to floating-point reassociation.
+        Equal to :meth:`_run_steps` up to floating-point summation order.
         """
-        host, num_steps = self._host, self.num_steps
-        neurons = {id(m) for m in host.neurons(self.net)}
+        host, num_steps, neurons = self._host, self.num_steps, plan.neurons
         want_spikes, want_membrane = self._wants()
         seq = self._frames(x)
         h = x if seq is None else seq
-        timed = seq is not None  # h is [T, N, ...] (else the static [N, ...])
+        timed = seq is not None  # h is [T, N, ...]; else the static [N, ...]
         spk_seq = mem_seq = None
-        for layer in self._layers:  # type: ignore[union-attr]
-            if id(layer) in neurons:
-                frames = h.unbind(0) if timed else (h,) * num_steps
-                outs = [layer(f) for f in frames] if layer is not plan.final else None
-                if outs is None:  # the output neuron: record what the readout needs
-                    spikes, membrane = [], []
-                    for f in frames:
-                        out = layer(f)
-                        spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
-                        spikes.append(spk)
-                        if want_membrane:
-                            membrane.append(mem if mem is not None else host.membrane(layer))
-                    h = torch.stack(spikes)
-                    spk_seq = h if want_spikes else None
-                    mem_seq = torch.stack(membrane) if membrane else None
-                else:
-                    h = torch.stack([o[0] if isinstance(o, tuple) else o for o in outs])
-                timed = True
-            elif timed:
-                h = layer(h.flatten(0, 1))
-                h = h.unflatten(0, (num_steps, h.shape[0] // num_steps))
-            else:
-                h = layer(h)
-        if plan.output == "value":  # layers after the output neuron
-            return None, h if want_membrane else None
-        return spk_seq, mem_seq
+        for layer in self._layers or ():
+            if layer not in neurons:
+                h = layer(h.flatten(0, 1)).unflatten(0, (num_steps, -1)) if timed else layer(h)
+                continue
+            record = layer is plan.final and want_membrane
+            spikes, membrane = [], []
+            for x_t in h.unbind(0) if timed else (h,) * num_steps:
+                spk, mem = _split(layer(x_t))
+                spikes.append(spk)
+                if record:
+                    membrane.append(mem if mem is not None else host.membrane(layer))
+            h, timed = torch.stack(spikes), True
+            if layer is plan.final:
+                spk_seq, mem_seq = h, torch.stack(membrane) if record else None
+        if plan.output == "value":  # layers after the output neuron: h is the output
+            return None, h
+        return (spk_seq if want_spikes else None), mem_seq
 
     def _run_steps(
         self, plan: _Plan, x: torch.Tensor
@@ -300,10 +294,7 @@ class SpikingClassifier(nn.Module):
                 out, state = out[: -plan.num_state], tuple(out[-plan.num_state :])
                 if len(out) == 1:
                     out = out[0]
-            if isinstance(out, tuple):
-                spk, mem = out[0], out[-1] if len(out) > 1 else None
-            else:
-                spk, mem = out, None
+            spk, mem = _split(out)
             if from_neuron:
                 if want_spikes:
                     spikes.append(spk)
@@ -436,14 +427,23 @@ class SpikingClassifier(nn.Module):
             )
         kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
         if mode == "unknown" and not num_state and first.dim() == 3 and first.shape[1] == 1:
-            return _Plan(key, "sequence", 0, "recording", True, final)
+            return _Plan(key, "sequence", 0, "recording", True, tuple(neurons))
         last = seen[-1] if seen else None
         last_first = last[0] if isinstance(last, tuple) else last
         is_neuron = out is last or first is last_first
-        return _Plan(key, kind, num_state, "neuron" if is_neuron else "value", False, final)
+        output: Literal["neuron", "value"] = "neuron" if is_neuron else "value"
+        return _Plan(key, kind, num_state, output, False, tuple(neurons))
 
 
 _TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+
+
+def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(spikes, membrane or None)`` from a neuron's output: a tensor, or a tuple whose
+    first item is the spikes and last the membrane (snnTorch ``output=True``)."""
+    if isinstance(out, tuple):
+        return out[0], out[-1] if len(out) > 1 else None
+    return out, None
 
 
 def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor) -> Any:
