@@ -17,7 +17,7 @@ from robust_spikes.cli import main
 from robust_spikes.demo import DemoResult, format_eps, run_demo
 
 EPS = (0.0, 4 / 255, 16 / 255, 32 / 255)
-ATTACKS = ("FGSM", "PGD-10")
+COLUMNS = ("FGSM", "PGD-10", "worst")
 SLACK = 0.02  # one attack run can beat another by chance on a few of the 450 images
 
 
@@ -44,7 +44,7 @@ def test_result_has_the_documented_keys_and_types(demo: tuple[DemoResult, str]) 
     assert result["train_seconds"] > 0
     assert list(result["robust_accuracy"]) == list(EPS)
     for accs in result["robust_accuracy"].values():
-        assert set(accs) == set(ATTACKS)
+        assert set(accs) == set(COLUMNS)
         assert all(0.0 <= a <= 1.0 for a in accs.values())
 
 
@@ -56,7 +56,7 @@ def test_trains_to_a_useful_clean_accuracy(demo: tuple[DemoResult, str]) -> None
 def test_eps_zero_reports_clean_accuracy(demo: tuple[DemoResult, str]) -> None:
     result, _ = demo
     clean = result["clean_accuracy"]
-    assert result["robust_accuracy"][0.0] == {"FGSM": clean, "PGD-10": clean}
+    assert result["robust_accuracy"][0.0] == {"FGSM": clean, "PGD-10": clean, "worst": clean}
 
 
 def test_robust_accuracy_never_exceeds_clean(demo: tuple[DemoResult, str]) -> None:
@@ -69,6 +69,7 @@ def test_robust_accuracy_never_exceeds_clean(demo: tuple[DemoResult, str]) -> No
 def test_pgd_is_at_least_as_strong_as_fgsm(demo: tuple[DemoResult, str], eps: float) -> None:
     accs = demo[0]["robust_accuracy"][eps]
     assert accs["PGD-10"] <= accs["FGSM"] + SLACK
+    assert accs["worst"] <= min(accs["FGSM"], accs["PGD-10"])
 
 
 def test_the_attack_is_real(demo: tuple[DemoResult, str]) -> None:
@@ -86,7 +87,9 @@ def test_pgd_accuracy_does_not_grow_with_eps(demo: tuple[DemoResult, str]) -> No
 
 def test_report_has_the_table(demo: tuple[DemoResult, str]) -> None:
     result, report = demo
-    assert re.search(r"^\| eps +\| eps \(float\) \| +FGSM \| PGD-10 \|$", report, re.MULTILINE)
+    assert re.search(
+        r"^\| eps +\| eps \(float\) \| +FGSM \| PGD-10 \| worst \|$", report, re.MULTILINE
+    )
     assert f"Clean accuracy: {100 * result['clean_accuracy']:.1f}%" in report
     for eps in EPS:
         assert f"| {format_eps(eps)} " in report
