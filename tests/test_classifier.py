@@ -490,3 +490,20 @@ def test_no_graph_survives_a_call(name: str, x: torch.Tensor) -> None:
     gc.collect()
     assert all(r() is None for r in refs), "an input (and its graph) is still referenced"
     assert psutil.Process().memory_info().rss - rss < 8 * 2**20
+
+
+def test_a_bare_neuron_with_explicit_state() -> None:
+    """``snn.Leaky(beta)`` alone: ``forward(input_, mem=None) -> (spk, mem)``."""
+    lif = snn.Leaky(beta=0.5)
+    x = torch.tensor([[0.6, 0.2, 1.5]])
+    logits = SpikingClassifier(lif, 3, input_range=None)(x)
+    # by hand: subtract reset, applied one step after the spike (snnTorch reset_delay)
+    expected = []
+    for i in x[0].tolist():
+        mem, mems = 0.0, []
+        for _ in range(3):
+            reset = 1.0 if mem > 1.0 else 0.0
+            mem = 0.5 * mem + i - reset
+            mems.append(mem)
+        expected.append(sum(mems) / 3)
+    torch.testing.assert_close(logits, torch.tensor([expected]), rtol=1e-6, atol=1e-6)
