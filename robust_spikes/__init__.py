@@ -6,12 +6,13 @@ plotting are imported when used.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robust_spikes import data, encoders
+from robust_spikes import data, encoders, neurons
 from robust_spikes.classifier import SpikingClassifier
+from robust_spikes.neurons import adapt
 
 try:
     __version__ = version("robust-spikes")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["SpikingClassifier", "__version__", "data", "encoders"]
+__all__ = ["SpikingClassifier", "__version__", "adapt", "data", "encoders", "neurons"]

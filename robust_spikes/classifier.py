@@ -10,6 +10,7 @@ autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs th
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class _Plan:
     output: Literal["neuron", "value", "recording"]
     static_input: bool
     neurons: tuple[nn.Module, ...] = field(repr=False)
+    random: tuple[Any, ...] = field(repr=False, default=())  # modules using generator
 
     @property
     def final(self) -> nn.Module:
@@ -196,6 +198,8 @@ class SpikingClassifier(nn.Module):
         host, net = self._host, self.net
         neurons = host.neurons(net)
         plan = self._plan_for(neurons, x)
+        for m in plan.random:  # stochastic neurons draw from this classifier's generator
+            m.generator = self.generator
         stateful = host.stateful(net)
         host.reset(stateful)
         try:
@@ -383,7 +387,9 @@ class SpikingClassifier(nn.Module):
                     "SpikingClassifier needs at least one"
                 )
             self._host.check_supported(neurons)
-            self._plan = self._discover(key, mode, neurons, x)
+            plan = self._discover(key, mode, neurons, x)
+            random = tuple(m for m in self.net.modules() if getattr(m, "uses_generator", False))
+            self._plan = dataclasses.replace(plan, random=random)
         return self._plan
 
     @torch.no_grad()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
+
+from robust_spikes._adapters import NeuronAdapter
 
 StepMode = Literal["step", "sequence", "unknown"]
 
@@ -53,3 +56,24 @@ class Host:
     def membrane_sequence(self, neuron: nn.Module) -> torch.Tensor | None:
         """The membrane sequence ``[T, N, ...]`` recorded in sequence mode, if any."""
         return None
+
+
+def adapter_base(m: nn.Module) -> nn.Module:
+    """The framework neuron under any adapters (``m`` itself if it is none)."""
+    return m.base_host() if isinstance(m, NeuronAdapter) else m
+
+
+def neurons_of(net: nn.Module, is_neuron: Callable[[nn.Module], bool]) -> list[nn.Module]:
+    """Neurons of ``net`` in ``modules()`` order, not looking inside adapters."""
+    found: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        if is_neuron(m):
+            found.append(m)
+            if isinstance(m, NeuronAdapter):
+                return
+        for child in m.children():
+            visit(child)
+
+    visit(net)
+    return found

@@ -7,10 +7,15 @@ modules to reset per network, so neurons swapped in later are missed; we call
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from spikingjelly.activation_based import base, neuron
 from torch import nn
 
-from robust_spikes.frameworks._base import Host, StepMode
+from robust_spikes._adapters import NeuronAdapter
+from robust_spikes.frameworks._base import Host, StepMode, adapter_base, neurons_of
+from robust_spikes.neurons.threshold import ThresholdAdaptation
 
 # Neurons whose surrogate gradient is switched off in eval(): an attack (run in eval
 # mode by torchattacks) would get no gradient at all.
@@ -20,22 +25,15 @@ _EVAL_HEAVISIDE = ("OTTTLIFNode", "SLTTLIFNode")
 class SpikingJellyHost(Host):
     name = "spikingjelly"
 
-    def __init__(self) -> None:
-        from spikingjelly.activation_based import base, neuron
-
-        self._memory_type = base.MemoryModule
-        self._neuron_type = neuron.BaseNode
-        self._step_type = base.StepModule
-
     def neurons(self, net: nn.Module) -> list[nn.Module]:
-        return [m for m in net.modules() if isinstance(m, self._neuron_type)]
+        return neurons_of(net, lambda m: isinstance(adapter_base(m), neuron.BaseNode))
 
     def stateful(self, net: nn.Module) -> list[nn.Module]:
-        return [m for m in net.modules() if isinstance(m, self._memory_type)]
+        return [m for m in net.modules() if isinstance(m, base.MemoryModule)]
 
     def check_supported(self, neurons: list[nn.Module]) -> None:
         for m in neurons:
-            if type(m).__name__ in _EVAL_HEAVISIDE:
+            if type(adapter_base(m)).__name__ in _EVAL_HEAVISIDE:
                 raise TypeError(
                     f"unsupported SpikingJelly neuron {type(m).__name__}: it uses a Heaviside "
                     "without surrogate gradient in eval mode, so attacks get no input gradient"
@@ -46,25 +44,110 @@ class SpikingJellyHost(Host):
             m.reset()  # type: ignore[operator]
 
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
-        modes = {getattr(m, "step_mode", "s") for m in neurons}
-        if len(modes) > 1:
-            counts = {
-                mode: sum(getattr(m, "step_mode", "s") == mode for m in neurons) for mode in modes
-            }
+        modes = [getattr(m, "step_mode", None) or adapter_base(m).step_mode for m in neurons]
+        if len(set(modes)) > 1:
+            counts = {mode: modes.count(mode) for mode in set(modes)}
             raise ValueError(
                 f"net mixes SpikingJelly step modes among its neurons ({counts}); set one "
                 "mode with spikingjelly.activation_based.functional.set_step_mode(net, 'm')"
             )
-        return "sequence" if modes == {"m"} else "step"
+        return "sequence" if set(modes) == {"m"} else "step"
 
-    def membrane(self, neuron: nn.Module) -> torch.Tensor:
-        v = neuron.v
+    def membrane(self, node: nn.Module) -> torch.Tensor:
+        if isinstance(node, NeuronAdapter):
+            node = node.membrane_module()
+        v = node.v
         assert isinstance(v, torch.Tensor)
         return v
 
-    def record_membrane(self, neuron: nn.Module, enable: bool) -> None:
-        setattr(neuron, "store_v_seq", enable)  # noqa: B010 (property of BaseNode)
+    def record_membrane(self, node: nn.Module, enable: bool) -> None:
+        if isinstance(node, NeuronAdapter):
+            node = node.membrane_module()
+        setattr(node, "store_v_seq", enable)  # noqa: B010 (property of BaseNode)
 
-    def membrane_sequence(self, neuron: nn.Module) -> torch.Tensor | None:
-        v_seq = getattr(neuron, "v_seq", None)
+    def membrane_sequence(self, node: nn.Module) -> torch.Tensor | None:
+        if isinstance(node, NeuronAdapter):
+            node = node.membrane_module()
+        v_seq = getattr(node, "v_seq", None)
         return v_seq if isinstance(v_seq, torch.Tensor) else None
+
+
+# ----------------------------------------------------------------------- adapters
+class SpikingJellyThresholdAdaptation(ThresholdAdaptation, base.MemoryModule):
+    """TA-LIF around a SpikingJelly ``IFNode``, ``LIFNode`` or ``ParametricLIFNode``.
+
+    A ``MemoryModule`` of its own (SpikingJelly's IF/LIF nodes accept only float
+    thresholds), in the host's step mode, reusing the host's ``tau``/``w``, reset rule
+    (``v_reset``, ``detach_reset``) and surrogate. The charge follows SpikingJelly 2.0's
+    reference step exactly; ``reset_net`` and ``set_step_mode`` work on it as on any node.
+    ``store_v_seq=True`` records the post-reset potential as SpikingJelly does.
+    """
+
+    def __init__(self, host: Any, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self.step_mode = host.step_mode
+        self.store_v_seq = False
+        self.v_seq: torch.Tensor | None = None
+        register = base.MemoryModule.register_memory
+        register(self, "v", 0.0 if host.v_reset is None else float(host.v_reset))
+        register(self, "vth", 0.0)
+        register(self, "step", 0)
+
+    @property
+    def base_threshold(self) -> torch.Tensor:
+        return torch.tensor(float(self.host.v_threshold))
+
+    def reset(self) -> None:
+        super().reset()
+        self.v_seq = None
+
+    def materialize_states(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
+    ) -> tuple[Any, ...]:
+        x = inputs[0] if step_mode == "s" else inputs[0][0]
+        v, vth, step = states
+        if not isinstance(v, torch.Tensor) or v.shape != x.shape:  # new run or batch shape
+            v_reset = self.host.v_reset
+            v = torch.full_like(x, 0.0 if v_reset is None else float(v_reset))
+            vth = torch.full_like(x, float(self.host.v_threshold))
+            step = 0
+        return v, vth, step
+
+    def single_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        x, (v, vth, step) = inputs[0], states
+        host: Any = self.host
+        v_reset = host.v_reset
+        reset_value = 0.0 if v_reset is None else v_reset
+        name = type(host).__name__
+        if name == "IFNode":  # the arithmetic of SpikingJelly's reference steps, bit for bit
+            h = v + x
+        elif name == "ParametricLIFNode":
+            q = host.w.sigmoid()
+            h = (
+                v + (x - (v - reset_value)) * q
+                if host.decay_input
+                else v - (v - reset_value) * q + x
+            )
+        elif host.decay_input:
+            h = v + (x - (v - reset_value)) / host.tau
+        else:
+            h = v - (v - reset_value) / host.tau + x
+        vth = self._next_threshold(vth, h, x, step)
+        spike = self._fire(host.surrogate_function, h, vth)
+        gate = spike.detach() if host.detach_reset else spike
+        v = h - gate * vth if v_reset is None else gate * v_reset + (1.0 - gate) * h
+        if self.store_v_seq:
+            previous = self.v_seq if step > 0 and self.v_seq is not None else v[:0]
+            self.v_seq = torch.cat([previous, v[None]])
+        return (spike,), (v, vth, step + 1)
+
+    def multi_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        spikes = []
+        for x in inputs[0].unbind(0):  # unbind: indexing x[t] makes backward O(T^2)
+            (spike,), states = self.single_step_functional_forward((x,), states)
+            spikes.append(spike)
+        return (torch.stack(spikes),), states

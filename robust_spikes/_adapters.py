@@ -1,0 +1,27 @@
+"""What every robust-neuron adapter shares: it wraps a host neuron kept as ``host``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class NeuronAdapter:
+    """Marker mixin of adapter modules that wrap a host framework's neuron.
+
+    The classifier and the host frameworks treat an adapter as one neuron: they do not
+    look for neurons inside it. ``host`` is the wrapped neuron (possibly itself an
+    adapter, when adapters are combined).
+    """
+
+    host: nn.Module
+
+    def membrane_module(self) -> nn.Module:
+        """The module whose state holds this neuron's membrane potential."""
+        return self  # type: ignore[return-value]
+
+    def base_host(self) -> nn.Module:
+        """The framework neuron at the bottom of a chain of adapters."""
+        host = self.host
+        while isinstance(host, NeuronAdapter):
+            host = host.host
+        return host

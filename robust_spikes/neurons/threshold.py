@@ -1,0 +1,265 @@
+"""TA-LIF: homeostatic threshold adaptation around a host neuron (HoSNN).
+
+Geng & Li, "HoSNN: Adversarially-Robust Homeostatic Spiking Neural Networks with
+Adaptive Firing Thresholds", TMLR 2025. Each neuron's threshold follows its membrane
+potential's deviation from the neural dynamic signature (NDS) ``u*`` recorded on clean
+data: ``Vth[t] = Vth[t-1] + theta_v * (u[t] - u*[t])``, ``Vth[-1] = theta_0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robust_spikes._adapters import NeuronAdapter
+from robust_spikes.neurons.functional import adapt_threshold, fire
+
+__all__ = ["ThresholdAdaptation", "record_signature"]
+
+SignatureKind = Literal["membrane", "trace"]
+_KINDS = ("membrane", "trace")
+
+
+class ThresholdAdaptation(NeuronAdapter, nn.Module):
+    """Wrap a host neuron so that its firing threshold adapts (TA-LIF, HoSNN).
+
+    The host keeps its membrane dynamics, reset rule, surrogate gradient and parameters
+    (read from the host at every step, so learnable ``beta``/``tau`` stay learnable);
+    only the fixed threshold ``theta_0`` is replaced by the adaptive ``Vth[t]``:
+
+    ``Vth[t] = Vth[t-1] + max(theta_v, 0) * (u[t] - u*[t])``, ``Vth[-1] = theta_0``,
+
+    where ``u[t]`` is the host's membrane potential after integration (before firing)
+    and ``u*`` the neural dynamic signature, a ``[T, *F]`` buffer recorded by
+    :func:`~robust_spikes.neurons.record_signature` on clean data. With
+    ``kind="trace"`` the compared signal is the input current instead, as in the
+    official code. ``theta_v`` is learnable per neuron, initialised to ``1 / tau_v``.
+
+    Gradients flow through ``Vth[t]`` and the error term (the adaptive attack);
+    ``detach_threshold=True`` reproduces the published code's gradient, the surrogate
+    at ``u - theta_0`` with nothing flowing through ``Vth``.
+
+    Supported hosts: snnTorch ``Leaky`` and ``Synaptic``; SpikingJelly ``IFNode``,
+    ``LIFNode`` and ``ParametricLIFNode`` in both step modes. Calling
+    ``ThresholdAdaptation(host)`` returns the subclass for the host's framework; it is
+    called exactly like the host (same arguments and outputs).
+
+    Args:
+        host: the neuron to wrap (not copied: its parameters are shared).
+        tau_v: threshold time constant; ``theta_v`` starts at ``1 / tau_v`` (HoSNN: 5,
+            or 1.5 for MNIST-like data).
+        shape: feature shape ``[*F]`` of the layer (without batch); default: taken from
+            the first input. Create optimisers after the first forward (for instance after
+            :func:`~robust_spikes.neurons.record_signature`) or pass ``shape``.
+        detach_threshold: use the published, non-adaptive gradient.
+
+    Shape:
+        As the host: one step ``[N, *F]`` (or ``[T, N, *F]`` for SpikingJelly 'm' mode).
+
+    Raises:
+        TypeError: the host is not a supported neuron (the message lists them).
+        ValueError: ``tau_v`` not a positive finite number; ``shape`` not a sequence of
+            positive ints.
+        RuntimeError: at call time, no signature recorded yet, or more steps than the
+            signature covers.
+
+    Example:
+        >>> import snntorch as snn
+        >>> ta = ThresholdAdaptation(snn.Leaky(beta=0.9, init_hidden=True), shape=(3,))
+        >>> ta.theta_v
+        Parameter containing:
+        tensor([0.2000, 0.2000, 0.2000], requires_grad=True)
+    """
+
+    host: Any
+    theta_v: nn.Parameter
+    signature: torch.Tensor
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ThresholdAdaptation:
+        if cls is ThresholdAdaptation:  # dispatch to the host framework's implementation
+            from robust_spikes.neurons._hosts import threshold_class
+
+            host = args[0] if args else kwargs.get("host")
+            return super().__new__(threshold_class(host))
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        host: nn.Module,
+        *,
+        tau_v: float = 5.0,
+        shape: tuple[int, ...] | None = None,
+        detach_threshold: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(tau_v, bool) or not (isinstance(tau_v, int | float) and tau_v > 0):
+            raise ValueError(f"tau_v must be a positive number, got {tau_v!r}")
+        if not math.isfinite(tau_v):
+            raise ValueError(f"tau_v must be finite, got {tau_v!r}")
+        self.host = host
+        self.tau_v = float(tau_v)
+        self.detach_threshold = bool(detach_threshold)
+        self.kind: SignatureKind = "membrane"
+        self.theta_v = nn.Parameter(torch.empty(0))
+        self.register_buffer("signature", torch.empty(0))
+        if shape is not None:
+            self._materialize(_check_shape(shape))
+        self._recording: list[torch.Tensor] | None = None
+        self._recorded_samples = 0
+
+    # ----------------------------------------------------------------- parameters
+    def _materialize(self, shape: tuple[int, ...]) -> None:
+        """Give ``theta_v`` its per-neuron shape in place (optimisers keep the object)."""
+        if self.theta_v.numel() == 0:
+            device, dtype = self.theta_v.device, self.theta_v.dtype
+            with torch.no_grad():
+                self.theta_v.data = torch.full(shape, 1.0 / self.tau_v, device=device, dtype=dtype)
+        elif tuple(self.theta_v.shape) != shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for features of shape "
+                f"{tuple(self.theta_v.shape)}, got inputs with features {shape}"
+            )
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for name in ("theta_v", "signature"):
+            incoming = state_dict.get(prefix + name)
+            mine = getattr(self, name)
+            if isinstance(incoming, torch.Tensor) and mine.numel() == 0:
+                mine.data = torch.empty_like(incoming, device=mine.device, dtype=mine.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    @property
+    def base_threshold(self) -> torch.Tensor:
+        """``theta_0``: the host's threshold (a tensor)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- dynamics
+    def _next_threshold(
+        self, previous: torch.Tensor, membrane: torch.Tensor, current: torch.Tensor, step: int
+    ) -> torch.Tensor:
+        """``Vth[t]`` from ``Vth[t-1]``; records the signature instead when recording."""
+        signal = membrane if self.kind == "membrane" else current
+        self._materialize(tuple(signal.shape[1:]))
+        if self._recording is not None:
+            while len(self._recording) <= step:
+                self._recording.append(torch.zeros(signal.shape[1:], dtype=torch.float64))
+            self._recording[step] += signal.detach().sum(0).to("cpu", torch.float64)
+            if step == 0:
+                self._recorded_samples += signal.shape[0]
+            return previous
+        if self.signature.numel() == 0:
+            raise RuntimeError(
+                f"{type(self).__name__} has no neural dynamic signature yet: call "
+                "rs.neurons.record_signature(model, loader) on clean data first"
+            )
+        if step >= self.signature.shape[0]:
+            raise RuntimeError(
+                f"the neural dynamic signature covers {self.signature.shape[0]} steps; the "
+                f"network ran step {step + 1}: record it again with the same num_steps"
+            )
+        return adapt_threshold(previous, signal, self.signature[step], self.theta_v)
+
+    def _fire(
+        self,
+        surrogate: Any,
+        membrane: torch.Tensor,
+        threshold: torch.Tensor,
+    ) -> torch.Tensor:
+        return fire(
+            surrogate,
+            membrane,
+            threshold,
+            self.base_threshold,
+            detach_threshold=self.detach_threshold,
+        )
+
+    # ----------------------------------------------------------------- signature
+    def start_recording(self, kind: SignatureKind = "membrane") -> None:
+        """Record the signature over the next calls (threshold fixed at ``theta_0``)."""
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self.kind = kind
+        self._recording, self._recorded_samples = [], 0
+
+    def stop_recording(self) -> None:
+        """Store the per-step mean of the recorded signal as the signature ``[T, *F]``."""
+        if not self._recording or self._recorded_samples == 0:
+            self._recording = None
+            raise RuntimeError(f"{type(self).__name__} recorded no step: did the data run?")
+        mean = torch.stack(self._recording) / self._recorded_samples
+        self.signature.data = mean.to(self.theta_v.device, self.theta_v.dtype)
+        self._recording = None
+
+    def extra_repr(self) -> str:
+        shape = tuple(self.theta_v.shape) if self.theta_v.numel() else "lazy"
+        steps = self.signature.shape[0] if self.signature.numel() else 0
+        return (
+            f"tau_v={self.tau_v}, shape={shape}, signature_steps={steps}, kind={self.kind!r}, "
+            f"detach_threshold={self.detach_threshold}"
+        )
+
+
+def record_signature(
+    model: nn.Module, loader: Iterable[Any], *, kind: SignatureKind = "membrane"
+) -> nn.Module:
+    """Record the neural dynamic signature ``u*`` of every TA-LIF neuron of ``model``.
+
+    Runs ``model`` (a :class:`~robust_spikes.SpikingClassifier`, which runs all steps
+    and resets state per call) on the clean batches of ``loader`` with the thresholds
+    held at ``theta_0``, and stores in each :class:`ThresholdAdaptation` the per-neuron,
+    per-step mean of its membrane potential after integration (``kind="membrane"``, the
+    paper's definition) or of its input current (``kind="trace"``, as the official code
+    records post-synaptic traces). Every module runs in eval mode meanwhile (restored
+    after), so batch-norm statistics are not touched.
+
+    Args:
+        model: the trained model containing ThresholdAdaptation neurons.
+        loader: iterable of batches ``x`` or ``(x, y, ...)`` with ``x`` in [0, 1].
+        kind: ``"membrane"`` or ``"trace"``.
+
+    Returns:
+        ``model``, with the signatures set (buffers ``[T, *F]``, saved in ``state_dict``).
+
+    Raises:
+        ValueError: no ThresholdAdaptation in ``model``; bad ``kind``.
+        RuntimeError: ``loader`` produced no batch.
+
+    Shape:
+        Each signature: ``[num_steps, *F]`` for a layer with features ``[*F]``.
+    """
+    adapters = [m for m in model.modules() if isinstance(m, ThresholdAdaptation)]
+    if not adapters:
+        raise ValueError(
+            f"model contains no ThresholdAdaptation neurons, got {type(model).__name__}; "
+            "adapt it first: rs.adapt(net, 'ta-lif')"
+        )
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        for a in adapters:
+            a.start_recording(kind)
+        with torch.no_grad():
+            for batch in loader:
+                model(batch[0] if isinstance(batch, tuple | list) else batch)
+        for a in adapters:
+            a.stop_recording()
+    finally:
+        for a in adapters:
+            a._recording = None
+        for m, training in modes.items():
+            m.training = training
+    return model
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    try:
+        out = tuple(int(s) for s in shape)
+    except TypeError:
+        raise ValueError(f"shape must be a sequence of positive ints, got {shape!r}") from None
+    if not out or any(s < 1 for s in out):
+        raise ValueError(f"shape must be a sequence of positive ints, got {shape!r}")
+    return out
