@@ -398,9 +398,9 @@ class SpikingClassifier(nn.Module):
     ) -> _Plan:
         """Find how to drive the network with one probe call on one sample.
 
-        The probe runs with every module in eval mode (restored after) and with state
-        reset before and after, so batch-norm statistics, dropout draws and neuron state
-        are left as they were.
+        The probe runs with every module in eval mode (restored after), stochastic
+        neurons on a throwaway generator, and state reset before and after, so batch-norm
+        statistics, random streams and neuron state are left as they were.
         """
         net, host, final = self.net, self._host, neurons[-1]
         num_state = 0
@@ -410,10 +410,14 @@ class SpikingClassifier(nn.Module):
         seen: list[Any] = []
         handle = final.register_forward_hook(lambda _m, _i, out: seen.append(out))
         modes = {m: m.training for m in net.modules()}
+        random: list[Any] = [m for m in net.modules() if getattr(m, "uses_generator", False)]
+        generators = [m.generator for m in random]
         stateful = host.stateful(net)
         net.eval()
         host.reset(stateful)
         try:
+            for m in random:  # the probe must not consume anybody's random stream
+                m.generator = torch.Generator()
             if mode == "sequence":
                 out = net(probe.unsqueeze(0).expand(self.num_steps, *probe.shape))
             elif num_state:
@@ -426,6 +430,8 @@ class SpikingClassifier(nn.Module):
             host.reset(stateful)
             for m, training in modes.items():
                 m.training = training
+            for m, generator in zip(random, generators, strict=True):
+                m.generator = generator
         first = out[0] if isinstance(out, tuple) else out
         if not isinstance(first, torch.Tensor):
             raise ValueError(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["adapt_threshold", "concrete_gate", "fire"]
+__all__ = ["adapt_threshold", "concrete_gate", "fire", "relaxed_gate"]
 
 
 def adapt_threshold(
@@ -77,7 +77,21 @@ def concrete_gate(
         >>> concrete_gate(torch.tensor([1.0, 0.0]), torch.tensor([[0.3, 0.3]]))
         tensor([[1., 0.]])
     """
-    logistic = torch.log1p(-uniform) - torch.log(uniform)
-    soft = torch.sigmoid((torch.logit(p, eps=eps) + logistic) / temperature)
+    soft = relaxed_gate(p, uniform, temperature, eps)
     hard = (uniform < p).to(soft.dtype)
     return hard + (soft - soft.detach())
+
+
+def relaxed_gate(
+    p: torch.Tensor, uniform: torch.Tensor, temperature: float = 0.5, eps: float = 1e-6
+) -> torch.Tensor:
+    """The Concrete relaxation ``sigmoid((logit p + log((1-U)/U)) / temperature)``.
+
+    Tends to the hard mask ``1[U < p]`` as ``temperature -> 0``; :func:`concrete_gate`
+    uses its gradient. ``p`` is clamped to ``[eps, 1-eps]`` inside the logit.
+
+    Shape:
+        p: ``[*F]`` (broadcast); uniform: ``[N, *F]``; returns ``[N, *F]`` in (0, 1).
+    """
+    logistic = torch.log1p(-uniform) - torch.log(uniform)
+    return torch.sigmoid((torch.logit(p, eps=eps) + logistic) / temperature)

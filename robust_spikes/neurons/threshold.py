@@ -41,7 +41,8 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
 
     Gradients flow through ``Vth[t]`` and the error term (the adaptive attack);
     ``detach_threshold=True`` reproduces the published code's gradient, the surrogate
-    at ``u - theta_0`` with nothing flowing through ``Vth``.
+    at ``u - theta_0`` with nothing flowing through ``Vth`` (neither into the firing
+    decision nor into the reset), so ``theta_v`` gets no gradient either.
 
     Supported hosts: snnTorch ``Leaky`` and ``Synaptic``; SpikingJelly ``IFNode``,
     ``LIFNode`` and ``ParametricLIFNode`` in both step modes. Calling
@@ -161,7 +162,8 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
                 f"the neural dynamic signature covers {self.signature.shape[0]} steps; the "
                 f"network ran step {step + 1}: record it again with the same num_steps"
             )
-        return adapt_threshold(previous, signal, self.signature[step], self.theta_v)
+        threshold = adapt_threshold(previous, signal, self.signature[step], self.theta_v)
+        return threshold.detach() if self.detach_threshold else threshold
 
     def _fire(
         self,
