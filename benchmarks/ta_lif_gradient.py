@@ -21,7 +21,7 @@ by default (the adaptive attack) and reproduces the published gradient with
 An image counts as robust when it is classified correctly both clean and attacked. The
 "worst of both" row counts an image as robust only if neither attack on TA-LIF broke it.
 
-    python benchmarks/ta_lif_gradient.py [--epochs 8] [--finetune-epochs 4] [--num-steps 5]
+    python benchmarks/ta_lif_gradient.py [--epochs 8] [--finetune-epochs EPOCHS] [--num-steps 5]
         [--eps 2/255 4/255 8/255] [--seed 0]
 """
 
@@ -232,14 +232,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8, help="clean training epochs")
     parser.add_argument(
-        "--finetune-epochs", type=int, default=4, help="FGSM-AT (2/255) fine-tuning epochs"
+        "--finetune-epochs",
+        type=int,
+        default=None,
+        help="FGSM-AT (2/255) fine-tuning epochs of both nets (default: --epochs)",
     )
     parser.add_argument("--num-steps", type=int, default=5, help="time steps T")
     parser.add_argument(
         "--eps", type=parse_eps, nargs="+", default=[2 / 255, 4 / 255, 8 / 255], help="radii"
     )
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.finetune_epochs is None:
+        args.finetune_epochs = args.epochs
+    if min(args.epochs, args.finetune_epochs, args.num_steps) < 1:
+        parser.error("--epochs, --finetune-epochs and --num-steps must be positive")
+    return args
 
 
 def log(message: str) -> None:
@@ -290,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print()
     pgd = ["clean", *(column("PGD", e) for e in args.eps)]
-    print(f"Accuracy, clean and under PGD-{PGD_STEPS} (alpha = eps/4, random start):")
+    print(
+        f"Accuracy, clean and under PGD-{PGD_STEPS} (alpha = eps/4, random start); an image "
+        "counts as robust if correct both clean and attacked:"
+    )
     print()
     print(table(rows, pgd))
     print()

@@ -423,3 +423,25 @@ def test_errors() -> None:
         rs.neurons.record_signature(SpikingClassifier(snntorch_conv(), 2), [x])
     with pytest.raises(ValueError, match="kind must be one of"):
         rs.neurons.record_signature(model, [x], kind="rate")
+
+
+@pytest.mark.parametrize("builder", ["snntorch", "sj-s"])
+def test_adapted_models_take_the_time_batched_path_with_equal_results(builder: str) -> None:
+    torch.manual_seed(0)
+    net = {"snntorch": snntorch_conv, "sj-s": lambda: sj_conv("s")}[builder]()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)
+    adapted = rs.adapt(net, ["ta-lif", functools.partial(StochasticGate, shape=(8, 8, 8))])
+    with torch.no_grad():
+        adapted[1].rho.fill_(0.6)
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    loop = SpikingClassifier(adapted, NUM_STEPS, time_batched=False)
+    batched = SpikingClassifier(adapted, NUM_STEPS)
+    rs.neurons.record_signature(loop, [x])
+    assert batched._use_time_batched(batched._plan_for(batched._host.neurons(adapted), x), x)
+    outs = []
+    for model in (loop, batched):
+        model.generator.manual_seed(0)
+        outs.append(model(x))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)

@@ -14,12 +14,18 @@ README = (ROOT / "README.md").read_text()
 def test_readme_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
     assert blocks, "the README lost its quick start"
+    results = []
     for block in blocks:
         namespace: dict[str, object] = {}
         exec(compile(block, "README.md", "exec"), namespace)
-    x, x_adv = namespace["x"], namespace["x_adv"]
+        results.append(namespace)
+    attack, neurons = results
+    x, x_adv = attack["x"], attack["x_adv"]
     assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
+    logits = neurons["logits"]
+    assert isinstance(logits, torch.Tensor) and logits.shape == (8, 10)
+    assert neurons["model"].is_stochastic
 
 
 def test_readme_commands_exist() -> None:

@@ -1,5 +1,7 @@
 """Every torchattacks attack on a classifier, against wrapped snnTorch and SpikingJelly models.
 
+The models: a trained plain SNN of each framework, and the same with TA-LIF neurons and
+with stochastic gates (EOTPGD, APGD and APGDT run with eot_iter=2 on the gated ones).
 Each run checks: no error; ``|x_adv - x|_inf <= eps + 1e-6`` (or the L2 bound) for
 bounded attacks; ``x_adv`` in [0, 1]; the model's train/eval mode restored. Settings
 are small so the matrix stays fast; each attack with an EOT or restart option runs
@@ -13,6 +15,7 @@ import torch
 import torchattacks
 from helpers import NUM_STEPS, digits_tensors, trained
 
+import robust_spikes as rs
 from robust_spikes import SpikingClassifier
 
 EPS = 8 / 255
@@ -111,17 +114,45 @@ def make_attack(name: str, model: SpikingClassifier):
     return cls(model, **kwargs)
 
 
+def plain(framework: str) -> SpikingClassifier:
+    if framework == "snntorch":
+        return SpikingClassifier(trained("snntorch_conv"), NUM_STEPS)
+    net = trained("sj_conv_m", readout="count", epochs=8)
+    return SpikingClassifier(net, NUM_STEPS, readout="count")
+
+
+def adapted(framework: str, spec: str) -> SpikingClassifier:
+    """The trained model with its hidden neurons adapted (TA-LIF, or gates with p = 0.7)."""
+    model = plain(framework)
+    net = rs.adapt(model.net, spec)
+    out = SpikingClassifier(net, NUM_STEPS, readout=model.readout)
+    x, _, _, _ = digits_tensors()
+    if spec == "ta-lif":
+        rs.neurons.record_signature(out, [x[:256]])
+    else:
+        out(x[:2])  # materialises the gates' rho
+        for m in net.modules():
+            if isinstance(m, rs.neurons.StochasticGate):
+                with torch.no_grad():
+                    m.rho.fill_(0.7)
+    return out
+
+
 MODELS = {
-    "snntorch": lambda: SpikingClassifier(trained("snntorch_conv"), NUM_STEPS),
-    "spikingjelly": lambda: SpikingClassifier(
-        trained("sj_conv_m", readout="count", epochs=8), NUM_STEPS, readout="count"
-    ),
+    "snntorch": lambda: plain("snntorch"),
+    "spikingjelly": lambda: plain("spikingjelly"),
+    "snntorch-ta-lif": lambda: adapted("snntorch", "ta-lif"),
+    "spikingjelly-ta-lif": lambda: adapted("spikingjelly", "ta-lif"),
+    "snntorch-gate": lambda: adapted("snntorch", "stochastic-gate"),
+    "spikingjelly-gate": lambda: adapted("spikingjelly", "stochastic-gate"),
 }
 
 
 # Every attack from eval mode; a representative subset also from train mode.
 CASES = [(name, fw, False) for name in ATTACKS for fw in MODELS] + [
-    (name, fw, True) for name in ("PGD", "APGD", "FAB", "DeepFool", "Square") for fw in MODELS
+    (name, fw, True)
+    for name in ("PGD", "APGD", "FAB", "DeepFool", "Square")
+    for fw in ("snntorch", "spikingjelly")
 ]
 
 
@@ -153,7 +184,12 @@ def test_attack_runs_within_its_budget(
     elif bound == "l2":
         assert delta.norm(dim=1).max() <= L2_EPS + 1e-5
     assert {m: m.training for m in model.modules()} == modes
-    assert torch.equal(model(x), model(x)), "state leaked into a later call"
+    assert torch.equal(same_draws(model, x), same_draws(model, x)), "state leaked into a call"
+
+
+def same_draws(model: SpikingClassifier, x: torch.Tensor) -> torch.Tensor:
+    model.generator.manual_seed(0)  # a stochastic model repeats itself from the same seed
+    return model(x)
 
 
 @pytest.mark.parametrize("name", ["PGDRS", "VMIFGSM"])
@@ -180,7 +216,8 @@ def rgb(model: SpikingClassifier) -> SpikingClassifier:
 
 def test_pgd_lowers_accuracy_on_a_trained_snn() -> None:
     """The attack is real: gradients through the classifier reach the pixels."""
-    for framework, make in MODELS.items():
+    for framework in ("snntorch", "spikingjelly"):
+        make = MODELS[framework]
         model = make().eval()
         _, _, x, y = digits_tensors()
         x, y = x[:128], y[:128]
