@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
+from robust_spikes._random import rand
 from robust_spikes.neurons.functional import concrete_gate
 
 __all__ = ["StochasticGate"]
@@ -122,9 +123,8 @@ class StochasticGate(NeuronAdapter, nn.Module):
             return spikes
         if self.mode == "mean":
             return spikes * self.p
-        g = self.generator
-        uniform = torch.rand(spikes.shape, generator=g, device=g.device, dtype=spikes.dtype)
-        mask = concrete_gate(self.p, uniform.to(spikes.device), self.temperature)
+        uniform = rand(spikes.shape, self.generator, device=spikes.device, dtype=spikes.dtype)
+        mask = concrete_gate(self.p, uniform, self.temperature)
         return spikes * mask
 
     def _multi_step(self) -> bool:

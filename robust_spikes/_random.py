@@ -1,0 +1,42 @@
+"""Random draws from an explicit ``torch.Generator``, on any device.
+
+All randomness of robust-spikes comes from a generator owned by the caller (usually the
+:class:`~robust_spikes.SpikingClassifier`), never from the global RNG that several
+torchattacks attacks re-seed on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["rand", "randn"]
+
+
+def rand(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Uniform [0, 1) draws from ``generator``, returned on ``device``.
+
+    Sampled on the generator's device (a CPU generator serves CUDA tensors too, at the
+    cost of a copy), so results depend on the seed only, not on where the model runs.
+    """
+    out = torch.rand(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+    return out.to(device)
+
+
+def randn(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal draws from ``generator``, returned on ``device`` (see :func:`rand`)."""
+    out = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+    return out.to(device)
