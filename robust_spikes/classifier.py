@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from robust_spikes._checks import check_images, check_num_steps, check_range
+from robust_spikes._checks import check_images, check_num_steps, check_positive_int, check_range
 from robust_spikes.encoders import Direct, Encoder
 from robust_spikes.frameworks import Host, detect
 
@@ -185,6 +186,59 @@ class SpikingClassifier(nn.Module):
         if getattr(self.encoder, "is_stochastic", False):
             return True
         return any(getattr(m, "is_stochastic", False) for m in self.net.modules())
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: torch.Tensor,
+        *,
+        num_samples: int | None = None,
+        method: Literal["vote", "mean"] = "vote",
+    ) -> torch.Tensor:
+        """Class predictions; for a stochastic model, aggregated over several forward passes.
+
+        A stochastic classifier (Poisson or smoothing encoder, stochastic gates) answers
+        differently on every call; report its accuracy with the number of samples used.
+
+        Args:
+            x: images ``[N, C, H, W]`` (or ``[N, F]``) as for :meth:`forward`.
+            num_samples: forward passes to aggregate; default 1 for a deterministic model
+                and 10 for a stochastic one.
+            method: ``"vote"`` (majority vote of the per-sample argmax; ties go to the
+                class with the larger mean softmax) or ``"mean"`` (argmax of mean logits).
+
+        Returns:
+            ``[N]`` int64 class indices.
+
+        Raises:
+            ValueError: bad ``num_samples`` or ``method``.
+
+        Shape:
+            x: ``[N, ...]``; returns ``[N]``.
+
+        Example:
+            >>> import snntorch as snn
+            >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
+            ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+            >>> SpikingClassifier(net, 4).predict(torch.rand(3, 1, 8, 8)).shape
+            torch.Size([3])
+        """
+        if method not in ("vote", "mean"):
+            raise ValueError(f"method must be 'vote' or 'mean', got {method!r}")
+        if num_samples is None:
+            num_samples = 10 if self.is_stochastic else 1
+        num_samples = check_positive_int("num_samples", num_samples)
+        logits = self(x)
+        logits_sum, votes, probs = logits.clone(), torch.zeros_like(logits), logits.softmax(1)
+        votes += F.one_hot(logits.argmax(1), logits.shape[1])
+        for _ in range(num_samples - 1):
+            logits = self(x)
+            logits_sum += logits
+            votes += F.one_hot(logits.argmax(1), logits.shape[1])
+            probs += logits.softmax(1)
+        if method == "mean":
+            return logits_sum.argmax(1)
+        return (votes + 0.5 * probs / num_samples).argmax(1)  # probs < 1 only break ties
 
     def extra_repr(self) -> str:
         readout = self.readout if isinstance(self.readout, str) else "callable"

@@ -507,3 +507,25 @@ def test_a_bare_neuron_with_explicit_state() -> None:
             mems.append(mem)
         expected.append(sum(mems) / 3)
     torch.testing.assert_close(logits, torch.tensor([expected]), rtol=1e-6, atol=1e-6)
+
+
+def test_predict_votes_over_samples_of_a_stochastic_model(x: torch.Tensor) -> None:
+    deterministic = SpikingClassifier(build("snntorch-seq-output"), NUM_STEPS)
+    assert torch.equal(deterministic.predict(x), deterministic(x).argmax(1))
+    model = SpikingClassifier(
+        build("snntorch-seq-output"), NUM_STEPS, encoder=_Noisy(), input_range=None
+    )
+    model.generator.manual_seed(0)
+    logits = torch.stack([model(x) for _ in range(10)])  # what predict() will draw
+    votes = F.one_hot(logits.argmax(2), 10).sum(0)
+    model.generator.manual_seed(0)
+    predicted = model.predict(x)  # 10 samples by default for a stochastic model
+    assert (votes.gather(1, predicted[:, None]).squeeze(1) == votes.max(1).values).all()
+    model.generator.manual_seed(0)
+    assert torch.equal(model.predict(x, method="mean"), logits.mean(0).argmax(1))
+    model.generator.manual_seed(0)
+    assert torch.equal(model.predict(x, num_samples=1), logits[0].argmax(1))
+    with pytest.raises(ValueError, match="num_samples must be a positive int, got 0"):
+        model.predict(x, num_samples=0)
+    with pytest.raises(ValueError, match="method must be 'vote' or 'mean'"):
+        model.predict(x, method="median")  # type: ignore[arg-type]
