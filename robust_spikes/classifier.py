@@ -10,7 +10,6 @@ autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs th
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,8 @@ class _Plan:
         ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple.
     static_input: a sequence-kind net takes the static ``[N, ...]`` image (snnTorch
         tutorial style) rather than ``[T, N, ...]`` (SpikingJelly multi-step).
+    neurons: the spiking neurons (adapters count as one), the last being the output layer.
+    random: modules that draw from the classifier's generator (stochastic gates).
     """
 
     key: tuple[Any, ...]
@@ -53,7 +54,7 @@ class _Plan:
     output: Literal["neuron", "value", "recording"]
     static_input: bool
     neurons: tuple[nn.Module, ...] = field(repr=False)
-    random: tuple[Any, ...] = field(repr=False, default=())  # modules using generator
+    random: tuple[Any, ...] = field(repr=False)  # modules drawing from the generator
 
     @property
     def final(self) -> nn.Module:
@@ -441,9 +442,7 @@ class SpikingClassifier(nn.Module):
                     "SpikingClassifier needs at least one"
                 )
             self._host.check_supported(neurons)
-            plan = self._discover(key, mode, neurons, x)
-            random = tuple(m for m in self.net.modules() if getattr(m, "uses_generator", False))
-            self._plan = dataclasses.replace(plan, random=random)
+            self._plan = self._discover(key, mode, neurons, x)
         return self._plan
 
     @torch.no_grad()
@@ -493,12 +492,12 @@ class SpikingClassifier(nn.Module):
             )
         kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
         if mode == "unknown" and not num_state and first.dim() == 3 and first.shape[1] == 1:
-            return _Plan(key, "sequence", 0, "recording", True, tuple(neurons))
+            return _Plan(key, "sequence", 0, "recording", True, tuple(neurons), tuple(random))
         last = seen[-1] if seen else None
         last_first = last[0] if isinstance(last, tuple) else last
         is_neuron = out is last or first is last_first
         output: Literal["neuron", "value"] = "neuron" if is_neuron else "value"
-        return _Plan(key, kind, num_state, output, False, tuple(neurons))
+        return _Plan(key, kind, num_state, output, False, tuple(neurons), tuple(random))
 
 
 _TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
