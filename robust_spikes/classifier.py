@@ -11,6 +11,7 @@ autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs th
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -277,6 +278,7 @@ class SpikingClassifier(nn.Module):
         return seq
 
     def _run(self, plan: _Plan, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        seq = self._frames(x)  # encoding (and its random draws) stays outside torch.compile
         if plan.kind == "sequence":
             run = self._run_sequence
         elif self._use_time_batched(plan, x):
@@ -287,8 +289,12 @@ class SpikingClassifier(nn.Module):
             # One graph for all num_steps steps (forward and backward fused by inductor).
             if self._compiled is None:
                 self._compiled = torch.compile(_call)
-            return self._compiled(run, plan, x)
-        return run(plan, x)
+            with warnings.catch_warnings():
+                # dynamo probes ``.grad`` of non-leaf inputs (an encoded sequence, a
+                # normalised image) when it guards on them: torch's own noise.
+                warnings.filterwarnings("ignore", _NON_LEAF_GRAD, UserWarning)
+                return self._compiled(run, plan, x, seq)
+        return run(plan, x, seq)
 
     def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
         layers = self._layers
@@ -304,7 +310,7 @@ class SpikingClassifier(nn.Module):
         return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in layers)
 
     def _run_time_batched(
-        self, plan: _Plan, x: torch.Tensor
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Stateless layers once on ``[T*N, ...]``, only neurons looped over time.
 
@@ -313,7 +319,6 @@ class SpikingClassifier(nn.Module):
         """
         host, num_steps, neurons = self._host, self.num_steps, plan.neurons
         want_spikes, want_membrane = self._wants()
-        seq = self._frames(x)
         h = x if seq is None else seq
         timed = seq is not None  # h is [T, N, ...]; else the static [N, ...]
         spk_seq = mem_seq = None
@@ -336,11 +341,10 @@ class SpikingClassifier(nn.Module):
         return (spk_seq if want_spikes else None), mem_seq
 
     def _run_steps(
-        self, plan: _Plan, x: torch.Tensor
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The plain time loop: one call of ``net`` per step (the default path)."""
         net, host, final = self.net, self._host, plan.final
-        seq = self._frames(x)
         frames = (x,) * self.num_steps if seq is None else seq.unbind(0)
         want_spikes, want_membrane = self._wants()
         from_neuron = plan.output == "neuron"
@@ -367,10 +371,9 @@ class SpikingClassifier(nn.Module):
         )
 
     def _run_sequence(
-        self, plan: _Plan, x: torch.Tensor
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """One call of ``net`` on the whole sequence (SpikingJelly 'm', snnTorch tutorials)."""
-        seq = self._frames(x)
         if seq is None and not plan.static_input:
             seq = x.unsqueeze(0).expand(self.num_steps, *x.shape)
         inp = x if seq is None else seq
@@ -500,6 +503,7 @@ class SpikingClassifier(nn.Module):
         return _Plan(key, kind, num_state, output, False, tuple(neurons), tuple(random))
 
 
+_NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"
 _TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
@@ -511,8 +515,8 @@ def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return out, None
 
 
-def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor) -> Any:
-    return run(plan, x)
+def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor, seq: Any) -> Any:
+    return run(plan, x, seq)
 
 
 def _time_batchable(net: nn.Module, host: Host) -> list[nn.Module] | None:

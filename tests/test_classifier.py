@@ -529,3 +529,22 @@ def test_predict_votes_over_samples_of_a_stochastic_model(x: torch.Tensor) -> No
         model.predict(x, num_samples=0)
     with pytest.raises(ValueError, match="method must be 'vote' or 'mean'"):
         model.predict(x, method="median")  # type: ignore[arg-type]
+
+
+@pytest.mark.compile
+def test_compiled_path_with_a_random_encoder_and_normalisation(x: torch.Tensor) -> None:
+    """Encoding stays outside the compiled graph; non-leaf inputs raise no warning."""
+    from robust_spikes.encoders import Poisson
+
+    net = build("snntorch-seq-output")
+    results = []
+    for compile_ in (False, True):
+        model = SpikingClassifier(
+            net, NUM_STEPS, encoder=Poisson(), normalize=([0.5], [0.5]), compile=compile_
+        )
+        model.generator.manual_seed(0)
+        xg = x.clone().requires_grad_()
+        logits = model(xg)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, torch.arange(6)), xg)
+        results.append((logits, grad))
+    assert_equal_up_to_reassociation(results[1], results[0])
