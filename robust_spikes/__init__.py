@@ -6,8 +6,9 @@ plotting are imported when used.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robust_spikes import data, encoders, neurons
+from robust_spikes import data, encoders, evaluation, neurons
 from robust_spikes.classifier import SpikingClassifier
+from robust_spikes.evaluation import certify
 from robust_spikes.neurons import adapt
 
 try:
@@ -15,4 +16,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["SpikingClassifier", "__version__", "adapt", "data", "encoders", "neurons"]
+__all__ = [
+    "SpikingClassifier",
+    "__version__",
+    "adapt",
+    "certify",
+    "data",
+    "encoders",
+    "evaluation",
+    "neurons",
+]
