@@ -6,7 +6,7 @@ plotting are imported when used.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robust_spikes import data, encoders, evaluation, neurons
+from robust_spikes import data, encoders, evaluation, gradients, neurons
 from robust_spikes.classifier import SpikingClassifier
 from robust_spikes.evaluation import certify
 from robust_spikes.neurons import adapt
@@ -24,5 +24,6 @@ __all__ = [
     "data",
     "encoders",
     "evaluation",
+    "gradients",
     "neurons",
 ]

@@ -14,7 +14,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from torch import nn
 from robust_spikes._checks import check_images, check_num_steps, check_positive_int, check_range
 from robust_spikes.encoders import Direct, Encoder
 from robust_spikes.frameworks import Host, detect
+
+if TYPE_CHECKING:
+    from robust_spikes.gradients import GradientContext, Surrogate
 
 __all__ = ["SpikingClassifier"]
 
@@ -501,6 +504,55 @@ class SpikingClassifier(nn.Module):
         is_neuron = out is last or first is last_first
         output: Literal["neuron", "value"] = "neuron" if is_neuron else "value"
         return _Plan(key, kind, num_state, output, False, tuple(neurons), tuple(random))
+
+    # ------------------------------------------------------------------ gradients
+    def gradient(
+        self, mode: str = "bptt", *, surrogate: Surrogate | None = None
+    ) -> GradientContext:
+        """A context in which attacks differentiate through the spikes in another way.
+
+        Inside ``with model.gradient(...):`` the backward pass follows ``mode``; the
+        forward pass stays bit-for-bit the model's own, and ``state_dict`` and train/eval
+        modes are untouched. On exit, also by an exception, everything is restored.
+
+        Modes (:data:`robust_spikes.gradients.MODES`): ``"bptt"`` replaces the spike
+        function of every neuron (snnTorch ``spike_grad``, SpikingJelly
+        ``surrogate_function``; under adapters, the framework neuron's) by ``surrogate``
+        in the host's tie convention (snnTorch fires on ``u > Vth``, SpikingJelly on
+        ``u >= Vth``), ``surrogate=None`` keeping the host's own; ``"pdsg"`` is
+        ``"bptt"`` with the potential-dependent :class:`~robust_spikes.gradients.PDSG`.
+
+        Args:
+            mode: a name from :data:`robust_spikes.gradients.MODES`.
+            surrogate: a :class:`robust_spikes.gradients.Surrogate` (see
+                :func:`robust_spikes.gradients.ensemble`) or ``None``.
+
+        Returns:
+            A :class:`robust_spikes.gradients.GradientContext`; entering it returns this
+            model.
+
+        Raises:
+            ValueError: unknown ``mode`` (the message lists the modes); a ``surrogate``
+                given to a mode that fixes its own.
+            TypeError: ``surrogate`` not a Surrogate; on enter, a neuron whose spike
+                function is not its framework's Heaviside step.
+            RuntimeError: on enter, another gradient context is active on the network.
+
+        Example:
+            >>> import snntorch as snn
+            >>> from robust_spikes.gradients import Triangle
+            >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
+            ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+            >>> model = SpikingClassifier(net, num_steps=4)
+            >>> x = torch.rand(2, 1, 8, 8, requires_grad=True)
+            >>> with model.gradient("bptt", surrogate=Triangle(gamma=1.0)):
+            ...     model(x).sum().backward()
+            >>> x.grad.shape
+            torch.Size([2, 1, 8, 8])
+        """
+        from robust_spikes.gradients import GradientContext
+
+        return GradientContext(self, mode, surrogate)
 
 
 _NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"

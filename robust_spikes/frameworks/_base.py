@@ -57,6 +57,16 @@ class Host:
         """The membrane sequence ``[T, N, ...]`` recorded in sequence mode, if any."""
         return None
 
+    def spike_slot(self, neuron: nn.Module) -> tuple[nn.Module, str, Literal[">", ">="]]:
+        """Where ``neuron`` keeps the function it fires through, and the tie at threshold.
+
+        Returns ``(module, attribute, tie)``: ``getattr(module, attribute)(u - Vth)`` gives
+        the spikes, with tie ``">"`` when they fire on ``u - Vth > 0`` and ``">="`` on
+        ``u - Vth >= 0``. For an adapter, the module is the framework neuron under it,
+        whose function the adapter fires through.
+        """
+        raise NotImplementedError
+
 
 def adapter_base(m: nn.Module) -> nn.Module:
     """The framework neuron under any adapters (``m`` itself if it is none)."""

@@ -9,7 +9,7 @@ the given network, by instance, recursively.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -78,6 +78,9 @@ class SnnTorchHost(Host):
         mem = neuron.mem
         assert isinstance(mem, torch.Tensor)
         return mem
+
+    def spike_slot(self, neuron: nn.Module) -> tuple[nn.Module, str, Literal[">", ">="]]:
+        return adapter_base(neuron), "spike_grad", ">"  # fire(): spike_grad(mem - threshold)
 
 
 # ----------------------------------------------------------------------- adapters

@@ -7,7 +7,7 @@ modules to reset per network, so neurons swapped in later are missed; we call
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from spikingjelly.activation_based import base, neuron
@@ -70,6 +70,10 @@ class SpikingJellyHost(Host):
             node = node.membrane_module()
         v_seq = getattr(node, "v_seq", None)
         return v_seq if isinstance(v_seq, torch.Tensor) else None
+
+    def spike_slot(self, node: nn.Module) -> tuple[nn.Module, str, Literal[">", ">="]]:
+        # surrogate_function(h - v_threshold), forward heaviside(x) = (x >= 0)
+        return adapter_base(node), "surrogate_function", ">="
 
 
 # ----------------------------------------------------------------------- adapters
