@@ -1,10 +1,13 @@
 """robust-spikes: honest adversarial robustness for snnTorch and SpikingJelly networks.
 
 Importing this package imports torch only; host frameworks, attack libraries and
-plotting are imported when used.
+plotting are imported when used: ``robust_spikes.attacks`` (which imports torchattacks)
+loads on first access of ``rs.attacks`` or on ``import robust_spikes.attacks``.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from robust_spikes import data, encoders, evaluation, gradients, neurons
 from robust_spikes.classifier import SpikingClassifier
@@ -20,6 +23,7 @@ __all__ = [
     "SpikingClassifier",
     "__version__",
     "adapt",
+    "attacks",
     "certify",
     "data",
     "encoders",
@@ -27,3 +31,12 @@ __all__ = [
     "gradients",
     "neurons",
 ]
+
+
+_LAZY = ("attacks",)  # subpackages that import optional dependencies (torchattacks)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

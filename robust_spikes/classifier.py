@@ -257,6 +257,9 @@ class SpikingClassifier(nn.Module):
         host, net = self._host, self.net
         neurons = host.neurons(net)
         plan = self._plan_for(neurons, x)
+        call = self.__dict__.get(GRADIENT_CALL)  # an active gradient mode's per-call hook
+        if call is not None and (logits := call(x)) is not None:
+            return logits  # a transfer model (the ANN twin) answered instead
         for m in plan.random:  # stochastic neurons draw from this classifier's generator
             m.generator = self.generator
         stateful = host.stateful(net)
@@ -520,7 +523,13 @@ class SpikingClassifier(nn.Module):
         ``surrogate_function``; under adapters, the framework neuron's) by ``surrogate``
         in the host's tie convention (snnTorch fires on ``u > Vth``, SpikingJelly on
         ``u >= Vth``), ``surrogate=None`` keeping the host's own; ``"pdsg"`` is
-        ``"bptt"`` with the potential-dependent :class:`~robust_spikes.gradients.PDSG`.
+        ``"bptt"`` with the potential-dependent :class:`~robust_spikes.gradients.PDSG`;
+        ``"bptr"`` (backward through the firing rate) and ``"rga"`` (rate gradient
+        approximation) pass each spiking layer's gradient to its input current with a
+        per-neuron rate factor of the call, without temporal unrolling; ``"ann"`` is the
+        exception that changes the forward pass: ``model(x)`` returns the logits of the
+        network's ReLU twin (same weights, neurons replaced by ReLU, the output neuron by
+        the identity).
 
         Args:
             mode: a name from :data:`robust_spikes.gradients.MODES`.
@@ -555,6 +564,10 @@ class SpikingClassifier(nn.Module):
         return GradientContext(self, mode, surrogate)
 
 
+# Attribute through which an active gradient mode hears of each call (robust_spikes.gradients):
+# ``call(x)`` with the normalised input, after plan discovery and before the spiking run;
+# it starts the mode's per-call state and returns ``None``, or logits that replace the run.
+GRADIENT_CALL = "_gradient_call"
 _NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"
 _TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 

@@ -4,7 +4,10 @@ A mode changes the backward pass of a :class:`~robust_spikes.SpikingClassifier` 
 duration of a ``with`` block and nothing else: the forward pass, the state_dict and the
 train/eval modes stay the model's own. ``model.gradient(mode, ...)`` returns a
 :class:`GradientContext`; :data:`MODES` maps mode names to :class:`GradientMode`
-classes, which further modes (BPTR, RGA, the ANN twin) join.
+classes; the rate modes ``"bptr"`` and ``"rga"`` (``_rate.py``) and the ANN twin ``"ann"``
+(``_twin.py``, the one mode that replaces the forward pass) join it when the package is
+imported. Modes that need to hear of every classifier call set the classifier attribute
+``robust_spikes.classifier.GRADIENT_CALL`` on install and remove it on restore.
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ class GradientContext:
         self, model: SpikingClassifier, mode: str, surrogate: Surrogate | None = None
     ) -> None:
         if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         self.model = model
         self.mode = mode
         self._impl = MODES[mode](model, surrogate)

@@ -1,0 +1,240 @@
+"""The adaptive ensemble: per-sample worst case over gradient modes and base attacks.
+
+Özdenizci & Legenstein (TMLR 2024) evaluate spiking networks by the per-sample worst
+case over many gradient variants per base attack plus a query attack on the true
+forward pass; AutoAttack (Croce & Hein, ICML 2020) runs its members cheap-first and
+passes on only the samples still classified correctly. This module combines the two
+for :class:`~robust_spikes.SpikingClassifier` models.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torchattacks
+from torch import nn
+from torchattacks.attack import Attack
+
+from robust_spikes._checks import check_positive_int
+
+__all__ = ["AdaptiveEnsemble", "Member", "default_members"]
+
+Norm = Literal["Linf", "L2"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member: a base attack run under one gradient mode.
+
+    Attributes:
+        name: shown in records, e.g. ``"PGD-20/triangle(1)"``.
+        build: ``(model, eps, eot) -> torchattacks.Attack`` (``eot`` is the number of
+            gradient samples per step: 1 for a deterministic model).
+        mode: gradient mode for :meth:`~robust_spikes.SpikingClassifier.gradient`, or
+            ``None`` for the model as it is (query attacks, the host surrogate).
+        surrogate: the surrogate of mode ``"bptt"``.
+    """
+
+    name: str
+    build: Callable[[nn.Module, float, int], Any]
+    mode: str | None = None
+    surrogate: Any = None
+
+
+def _fgsm(model: nn.Module, eps: float, eot: int) -> Any:
+    if eot > 1:  # one EOT step of size eps from the clean image
+        return torchattacks.EOTPGD(
+            model, eps=eps, alpha=eps, steps=1, eot_iter=eot, random_start=False
+        )
+    return torchattacks.FGSM(model, eps=eps)
+
+
+def _pgd(steps: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
+    def build(model: nn.Module, eps: float, eot: int) -> Any:
+        alpha = 2.5 * eps / steps
+        if norm == "L2":
+            return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps)
+        if eot > 1:
+            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot)
+        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+
+    return build
+
+
+def _apgd(loss: str, steps: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
+    def build(model: nn.Module, eps: float, eot: int) -> Any:
+        return torchattacks.APGD(
+            model, norm=norm, eps=eps, steps=steps, loss=loss, eot_iter=eot, seed=0
+        )
+
+    return build
+
+
+def _square(queries: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
+    def build(model: nn.Module, eps: float, eot: int) -> Any:
+        return torchattacks.Square(model, norm=norm, eps=eps, n_queries=queries, seed=0)
+
+    return build
+
+
+def default_members(model: Any, *, norm: Norm = "Linf", square_queries: int = 5000) -> list[Member]:
+    """The default members, cheapest first.
+
+    FGSM and PGD-20 through the model's own surrogate; PGD-20 through four catalogue
+    surrogates and every extra gradient mode available (``pdsg``, ``bptr``, ``rga``,
+    ``ann``); APGD-CE and APGD-DLR (scale invariant, so saturated logits do not mask
+    it); Square on the true forward pass (no gradient at all, so encoders without a
+    gradient do not mask it).
+    """
+    from robust_spikes.gradients import MODES, Exponential, Rectangular, StraightThrough, Triangle
+
+    members = [Member("FGSM", _fgsm)] if norm == "Linf" else []
+    members.append(Member("PGD-20", _pgd(20, norm)))
+    for surrogate, label in (
+        (Triangle(gamma=1.0), "triangle(1)"),
+        (Rectangular(gamma=1.0), "rectangular(1)"),
+        (Exponential(gamma=1.0), "exponential(1)"),
+        (StraightThrough(), "straight-through"),
+    ):
+        members.append(Member(f"PGD-20/{label}", _pgd(20, norm), "bptt", surrogate))
+    for mode in ("pdsg", "bptr", "rga", "ann"):
+        if mode in MODES:
+            members.append(Member(f"PGD-20/{mode}", _pgd(20, norm), mode))
+    members.append(Member("APGD-CE", _apgd("ce", 20, norm)))
+    members.append(Member("APGD-DLR", _apgd("dlr", 20, norm)))
+    if square_queries > 0:
+        members.append(Member(f"Square-{square_queries}", _square(square_queries, norm)))
+    return members
+
+
+class AdaptiveEnsemble(Attack):
+    """Per-sample worst case over gradient modes x base attacks, cheap attacks first.
+
+    Each member runs only on the samples that every earlier member failed to break
+    (``cascade=True``, AutoAttack's scheme), so the ensemble costs a small multiple of
+    one PGD run on a non-robust model; with ``cascade=False`` every member sees every
+    sample. Gradient members run inside ``model.gradient(mode, surrogate=...)``; success
+    is always judged on the true model outside any gradient mode. When
+    ``model.is_stochastic``, gradient members average ``eot`` gradient samples per step
+    (EOT, Athalye et al. 2018) and success is judged by a majority vote over
+    ``predict_samples`` forward passes.
+
+    After a call, :attr:`broken_by` holds, per sample, the name of the member that
+    broke it (``None``: robust, or misclassified before any attack: ``"clean"``).
+
+    Args:
+        model: a :class:`~robust_spikes.SpikingClassifier`.
+        eps: radius in the [0, 1] image scale.
+        norm: ``"Linf"`` or ``"L2"``.
+        members: default :func:`default_members`.
+        eot: gradient samples per step for a stochastic model (default 10).
+        predict_samples: forward passes per success decision for a stochastic model.
+        cascade: attack only the samples still classified correctly.
+        seed: with each member's name, seeds the member and the model's generator.
+        square_queries: queries of the Square member in the default members.
+
+    Shape:
+        images ``[N, C, H, W]`` in [0, 1], labels ``[N]``; returns ``[N, C, H, W]``.
+
+    Example:
+        >>> import snntorch as snn
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> from robust_spikes import SpikingClassifier
+        >>> atk = AdaptiveEnsemble(SpikingClassifier(net, 4), eps=8 / 255, square_queries=10)
+        >>> x_adv = atk(torch.rand(4, 1, 8, 8), torch.arange(4))
+        >>> len(atk.broken_by)
+        4
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        norm: Norm = "Linf",
+        *,
+        members: Sequence[Member] | None = None,
+        eot: int = 10,
+        predict_samples: int = 10,
+        cascade: bool = True,
+        seed: int = 0,
+        square_queries: int = 5000,
+    ) -> None:
+        super().__init__("AdaptiveEnsemble", model)
+        if norm not in ("Linf", "L2"):
+            raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
+        if not (isinstance(eps, int | float) and eps > 0):
+            raise ValueError(f"eps must be a positive number, got {eps!r}")
+        self.eps, self.norm, self.cascade, self.seed = float(eps), norm, cascade, int(seed)
+        self.eot = check_positive_int("eot", eot)
+        self.predict_samples = check_positive_int("predict_samples", predict_samples)
+        self.members = list(
+            members
+            if members is not None
+            else default_members(model, norm=norm, square_queries=square_queries)
+        )
+        if not self.members:
+            raise ValueError("members must hold at least one Member, got an empty sequence")
+        self.broken_by: list[str | None] = []
+
+    def _correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        model: Any = self.model
+        with torch.no_grad():
+            if getattr(model, "is_stochastic", False):
+                pred = model.predict(x, num_samples=self.predict_samples)
+            else:
+                pred = model(x).argmax(1)
+        return pred == y
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Run the members; the model's generator state is restored afterwards."""
+        generator = getattr(self.model, "generator", None)
+        state = generator.get_state() if isinstance(generator, torch.Generator) else None
+        try:
+            return self._cascade(images, labels)
+        finally:
+            if state is not None:
+                generator.set_state(state)  # type: ignore[union-attr]
+
+    def _cascade(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        model: Any = self.model
+        stochastic = bool(getattr(model, "is_stochastic", False))
+        eot = self.eot if stochastic else 1
+        x, y = images.clone().detach(), labels.clone().detach()
+        x_adv = x.clone()
+        alive = self._correct(x, y)
+        broken: list[str | None] = [None if ok else "clean" for ok in alive.tolist()]
+        for member in self.members:
+            idx = alive.nonzero().flatten() if self.cascade else torch.arange(len(y))
+            if idx.numel() == 0:
+                break
+            candidate = self._run(member, x[idx], y[idx], eot)
+            with torch.random.fork_rng(devices=[]):
+                fooled = ~self._correct(candidate, y[idx])
+            for j, i in enumerate(idx.tolist()):
+                if fooled[j] and broken[i] is None:
+                    broken[i] = member.name
+                    x_adv[i] = candidate[j]
+            alive = torch.tensor([b is None for b in broken], device=alive.device)
+        self.broken_by = broken
+        return x_adv
+
+    def _run(self, member: Member, x: torch.Tensor, y: torch.Tensor, eot: int) -> torch.Tensor:
+        """One member on ``x``; seeded by (seed, member name), so a member gives the same
+        result inside the ensemble as alone (with ``cascade=False``)."""
+        model: Any = self.model
+        seed = self.seed + zlib.crc32(member.name.encode())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = getattr(model, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed)
+            attack = member.build(model, self.eps, eot)
+            if member.mode is None:
+                return attack(x, y).detach()
+            with model.gradient(member.mode, surrogate=member.surrogate):
+                return attack(x, y).detach()

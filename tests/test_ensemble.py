@@ -1,0 +1,110 @@
+"""The adaptive ensemble: worst case over members, determinism, and three masking cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import NUM_STEPS, digits_tensors, trained
+from snntorch import spikegen
+from torch import nn
+
+import robust_spikes as rs
+from robust_spikes import SpikingClassifier
+from robust_spikes.attacks import AdaptiveEnsemble, Member, default_members
+
+EPS = 0.1  # the 8x8 digits have 17 grey levels: 0.1 is under two of them
+
+
+def robust_accuracy(model: SpikingClassifier, attack: AdaptiveEnsemble, n: int = 64) -> float:
+    _, _, x, y = digits_tensors()
+    x, y = x[:n], y[:n]
+    attack(x, y)
+    return sum(b is None for b in attack.broken_by) / n
+
+
+def members_named(model: SpikingClassifier, *names: str, queries: int = 300) -> list[Member]:
+    every = {m.name: m for m in default_members(model, square_queries=queries)}
+    return [every[n] for n in names]
+
+
+def plain_model(**kwargs) -> SpikingClassifier:
+    return SpikingClassifier(trained("snntorch_conv"), NUM_STEPS, **kwargs)
+
+
+def test_the_worst_case_is_at_most_every_member_and_reproducible() -> None:
+    model = plain_model()
+    names = ("FGSM", "PGD-20", "PGD-20/triangle(1)", "APGD-DLR", "Square-300")
+    members = members_named(model, *names)
+    ensemble = AdaptiveEnsemble(model, EPS, members=members, cascade=False)
+    worst = robust_accuracy(model, ensemble)
+    for member in members:
+        alone = AdaptiveEnsemble(model, EPS, members=[member], cascade=False)
+        assert worst <= robust_accuracy(model, alone), member.name
+    again = AdaptiveEnsemble(model, EPS, members=members, cascade=False)
+    assert robust_accuracy(model, again) == worst and again.broken_by == ensemble.broken_by
+    cascade = AdaptiveEnsemble(model, EPS, members=members)
+    assert robust_accuracy(model, cascade) <= worst + 2 / 64  # other random starts, subsets
+    assert {b for b in cascade.broken_by if b} <= {*names, "clean"}
+
+
+class RateCoded(nn.Module):
+    """snnTorch's rate coding inside the model: its gradient is exactly zero."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(spikegen.rate(x, num_steps=1)[0])
+
+
+# case -> margin by which the ensemble must lower plain PGD's robust accuracy. Measured on
+# 64 test digits at eps=0.1 (plain PGD -> ensemble): zero-gradient encoder 0.77 -> 0.66
+# (Square with 1000 queries, on a model whose rate coding also makes every query noisy);
+# saturated softmax 0.84 -> 0.41; gates without EOT 0.55 -> 0.42. The margins leave room
+# for the noise of 64 samples.
+MASKING = {"zero-gradient encoder": 0.07, "saturated softmax": 0.3, "gates without EOT": 0.07}
+
+
+@pytest.mark.parametrize("case", list(MASKING))
+def test_masking_cases_fool_plain_pgd_but_not_the_ensemble(case: str) -> None:
+    """Plain PGD overestimates robustness in each case; the ensemble corrects it.
+
+    zero-gradient encoder: PGD's gradient is exactly 0, so it only adds its random start;
+    Square needs no gradient. Saturated softmax (logits x 1e4): cross-entropy gradients
+    underflow to 0 on confidently classified samples; APGD-DLR is scale invariant. Gates
+    without EOT: a single gate sample's gradient is noisy; EOT averages 10 per step.
+    """
+    torch.manual_seed(0)
+    queries = 300
+    if case == "zero-gradient encoder":
+        model = SpikingClassifier(RateCoded(trained("snntorch_conv")), NUM_STEPS)
+        names: tuple[str, ...] = ("PGD-20", "Square-1000")
+        queries = 1000
+    elif case == "saturated softmax":
+        model = plain_model(readout=lambda spikes, membrane: 1e4 * membrane.mean(0))
+        names = ("PGD-20", "APGD-DLR")
+    else:
+        net = rs.adapt(trained("snntorch_conv"), "stochastic-gate")
+        model = SpikingClassifier(net, NUM_STEPS)
+        model(digits_tensors()[0][:2])  # materialises rho
+        with torch.no_grad():
+            net[1].rho.fill_(0.5)
+        names = ("PGD-20", "APGD-CE", "APGD-DLR")
+    members = members_named(model, *names, queries=queries)
+    plain = AdaptiveEnsemble(model, EPS, members=members[:1], eot=1, cascade=False)
+    ensemble = AdaptiveEnsemble(model, EPS, members=members)
+    plain_robust, ensemble_robust = robust_accuracy(model, plain), robust_accuracy(model, ensemble)
+    assert ensemble_robust <= plain_robust - MASKING[case], (case, plain_robust, ensemble_robust)
+
+
+def test_errors_name_the_argument() -> None:
+    model = plain_model()
+    with pytest.raises(ValueError, match="norm must be 'Linf' or 'L2', got 'L1'"):
+        AdaptiveEnsemble(model, EPS, norm="L1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"eps must be a positive number, got -0\.1"):
+        AdaptiveEnsemble(model, -0.1)
+    with pytest.raises(ValueError, match="members must hold at least one"):
+        AdaptiveEnsemble(model, EPS, members=[])
+    with pytest.raises(ValueError, match="eot must be a positive int, got 0"):
+        AdaptiveEnsemble(model, EPS, eot=0)
