@@ -116,6 +116,8 @@ def main() -> None:
             if b is not None:
                 counts[b] = counts.get(b, 0) + 1
         print(f"|  | broken by: {counts} | | |")
+        slowest = sorted(ensemble.seconds.items(), key=lambda kv: -kv[1])[:3]
+        print(f"|  | slowest members: {[(k, round(v, 1)) for k, v in slowest]} | | |")
 
 
 if __name__ == "__main__":

@@ -249,3 +249,28 @@ def test_rate_modes_refuse_compiled_classifiers(mode: str) -> None:
     with pytest.raises(ValueError, match="compile=True"):
         model.gradient(mode).__enter__()
     assert hooks(model) == 0
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("mode", [*RATE_MODES, "ann"])
+def test_modes_on_adapted_neurons(mode: str, framework: str) -> None:
+    """TA-LIF and gated neurons: the rate modes keep the forward, every mode has a gradient."""
+    import robust_spikes as rs
+
+    if framework == "snntorch":
+        net, readout = trained("snntorch_conv"), "membrane"
+    else:
+        net, readout = trained("sj_conv_m", readout="count", epochs=8), "count"
+    adapted = rs.adapt(net, ["ta-lif", "stochastic-gate"])
+    model = SpikingClassifier(adapted, NUM_STEPS, readout=readout)
+    _, _, x, y = digits_tensors()
+    x, y = x[:16], y[:16]
+    rs.neurons.record_signature(model, [x])
+    plain = model(x)
+    xg = x.clone().requires_grad_()
+    with model.gradient(mode):
+        logits = model(xg)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), xg)
+    if mode != "ann":
+        assert torch.equal(logits.detach(), plain.detach())
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -15,17 +15,19 @@ def test_readme_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
     assert blocks, "the README lost its quick start"
     results = []
+    namespace: dict[str, object] = {}  # the blocks run in order, like a notebook
     for block in blocks:
-        namespace: dict[str, object] = {}
         exec(compile(block, "README.md", "exec"), namespace)
-        results.append(namespace)
-    attack, neurons = results
+        results.append(dict(namespace))
+    attack, neurons, adaptive = results
     x, x_adv = attack["x"], attack["x_adv"]
     assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
     logits = neurons["logits"]
     assert isinstance(logits, torch.Tensor) and logits.shape == (8, 10)
     assert neurons["model"].is_stochastic
+    assert len(adaptive["ensemble"].broken_by) == 32
+    assert (adaptive["x_adv"] - adaptive["x"]).abs().max() <= 0.1 + 1e-6
 
 
 def test_readme_commands_exist() -> None:

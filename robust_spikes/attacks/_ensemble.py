@@ -9,6 +9,7 @@ for :class:`~robust_spikes.SpikingClassifier` models.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -124,7 +125,8 @@ class AdaptiveEnsemble(Attack):
     ``predict_samples`` forward passes.
 
     After a call, :attr:`broken_by` holds, per sample, the name of the member that
-    broke it (``None``: robust, or misclassified before any attack: ``"clean"``).
+    broke it (``None``: robust, or misclassified before any attack: ``"clean"``), and
+    :attr:`seconds` the wall time of each member that ran.
 
     Args:
         model: a :class:`~robust_spikes.SpikingClassifier`.
@@ -180,6 +182,7 @@ class AdaptiveEnsemble(Attack):
         if not self.members:
             raise ValueError("members must hold at least one Member, got an empty sequence")
         self.broken_by: list[str | None] = []
+        self.seconds: dict[str, float] = {}
 
     def _correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model: Any = self.model
@@ -206,13 +209,16 @@ class AdaptiveEnsemble(Attack):
         eot = self.eot if stochastic else 1
         x, y = images.clone().detach(), labels.clone().detach()
         x_adv = x.clone()
+        self.seconds = {}
         alive = self._correct(x, y)
         broken: list[str | None] = [None if ok else "clean" for ok in alive.tolist()]
         for member in self.members:
             idx = alive.nonzero().flatten() if self.cascade else torch.arange(len(y))
             if idx.numel() == 0:
                 break
+            start = time.perf_counter()
             candidate = self._run(member, x[idx], y[idx], eot)
+            self.seconds[member.name] = time.perf_counter() - start
             with torch.random.fork_rng(devices=[]):
                 fooled = ~self._correct(candidate, y[idx])
             for j, i in enumerate(idx.tolist()):
