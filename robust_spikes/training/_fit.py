@@ -1,0 +1,318 @@
+"""A plain, resumable training loop for classifiers on images in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robust_spikes._checks import check_positive_int
+from robust_spikes._optional import require
+
+__all__ = ["History", "fit"]
+
+_CHECKPOINT = re.compile(r"^epoch-(\d+)\.pt$")
+
+Data = Any  # a Dataset of (x, y) pairs or an (images, labels) tuple of tensors
+
+
+@dataclass
+class History:
+    """Per-epoch training record returned by :func:`fit`.
+
+    Attributes:
+        loss: mean training loss of each epoch (regularizer terms included).
+        train_accuracy: accuracy on the clean training batches, measured during the epoch.
+        val_accuracy: accuracy on ``val_data`` after each epoch (empty without it).
+    """
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Plain lists of floats (what checkpoints store)."""
+        return {
+            "loss": list(self.loss),
+            "train_accuracy": list(self.train_accuracy),
+            "val_accuracy": list(self.val_accuracy),
+        }
+
+
+def fit(
+    model: nn.Module,
+    train_data: Data,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    adversary: Any = None,
+    regularizers: Sequence[Any] = (),
+    val_data: Data | None = None,
+    callbacks: Iterable[Callable[[int, History], None]] = (),
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` (e.g. a :class:`~robust_spikes.SpikingClassifier`), optionally adversarially.
+
+    Each epoch shuffles ``train_data`` with a ``torch.Generator`` seeded with ``seed``
+    (never the global RNG), minimises the cross-entropy (or ``adversary.loss``) plus the
+    regularizer terms, and after the epoch records the history, calls the callbacks and
+    writes a checkpoint. The model is in train mode during training; the mode of every
+    submodule is restored at the end.
+
+    Checkpoints: with ``checkpoint_dir``, ``epoch-NNNN.pt`` is written after every epoch,
+    atomically (a temporary file in the same folder, then ``os.replace``). It holds only
+    tensors and plain Python values (model and optimizer state dicts, the epoch, the history
+    and the generator states: shuffling, the model's ``generator``, the adversary's), so it
+    loads with ``torch.load(path, weights_only=True)``. Calling ``fit`` again with the same
+    ``checkpoint_dir`` resumes from the latest checkpoint of at most ``epochs`` epochs; the
+    result equals an uninterrupted run (bitwise, for a deterministic model). Learning-rate
+    schedulers are not saved: step them in a callback from the epoch number if needed.
+
+    Regularizers: each item is a callable ``(model) -> scalar tensor`` added to the loss, or
+    an object with ``after_step(model)`` called after every optimiser step (for example a
+    weight orthogonalisation); an object with both is used both ways.
+
+    Args:
+        model: a classifier mapping ``[N, C, H, W]`` images in [0, 1] to ``[N, K]`` logits.
+        train_data: a ``Dataset`` of ``(x, y)`` pairs or an ``(images, labels)`` tuple.
+        epochs: total number of epochs (a positive int), counting resumed ones.
+        optimizer: default ``torch.optim.Adam(model.parameters(), lr=1e-3)``.
+        adversary: ``None`` for clean training, else an object with
+            ``loss(model, x, y) -> scalar`` such as :class:`~robust_spikes.training.FGSM`,
+            ``PGD``, ``TRADES`` or ``RFGSM``.
+        regularizers: see above.
+        val_data: like ``train_data``; its accuracy (model in eval mode) is recorded per epoch.
+        callbacks: callables ``(epoch, history) -> None`` called after each epoch
+            (``epoch`` counts from 1).
+        checkpoint_dir: folder for checkpoints (created if missing), or ``None``.
+        seed: seed of the shuffling generator.
+        batch_size: training and validation batch size (a positive int).
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        The :class:`History` of all epochs, resumed ones included.
+
+    Raises:
+        ValueError: bad ``epochs``, ``batch_size``, ``train_data`` or ``val_data``; a
+            checkpoint written with another ``seed`` or ``batch_size``.
+        TypeError: bad ``model``, ``seed``, ``adversary``, ``regularizers`` or ``callbacks``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> x, y = torch.rand(8, 1, 2, 2), torch.tensor([0, 1] * 4)
+        >>> history = fit(net, (x, y), epochs=2, batch_size=4, progress=False)
+        >>> len(history), len(history.val_accuracy)
+        (2, 0)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
+    if adversary is not None and not callable(getattr(adversary, "loss", None)):
+        raise TypeError(
+            f"adversary must be None or have loss(model, x, y), got {type(adversary).__name__}"
+        )
+    regularizers = tuple(regularizers)
+    for r in regularizers:
+        if not (callable(r) or callable(getattr(r, "after_step", None))):
+            raise TypeError(
+                "regularizers must be callables (model) -> loss or objects with "
+                f"after_step(model), got {type(r).__name__}"
+            )
+    callbacks = tuple(callbacks)
+    for c in callbacks:
+        if not callable(c):
+            raise TypeError(f"callbacks must be callables (epoch, history), got {type(c).__name__}")
+    train = _as_tensors("train_data", train_data)
+    val = None if val_data is None else _as_tensors("val_data", val_data)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tqdm = require("tqdm", "robust_spikes.training.fit").tqdm
+
+    shuffle = torch.Generator().manual_seed(int(seed))
+    generators = {"shuffle_rng": shuffle}
+    model_generator = getattr(model, "generator", None)
+    if isinstance(model_generator, torch.Generator):
+        generators["model_rng"] = model_generator
+    generator_for = getattr(adversary, "generator_for", None)
+    if callable(generator_for):
+        g = generator_for(model)
+        if isinstance(g, torch.Generator) and g is not model_generator:
+            generators["adversary_rng"] = g
+
+    history, start = History(), 0
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        start = _resume(folder, epochs, model, optimizer, generators, history, seed, batch_size)
+
+    device = _device(model)
+    num_batches = math.ceil(len(train[0]) / batch_size)
+    modes = [(m, m.training) for m in model.modules()]
+    bar = tqdm(
+        total=(epochs - start) * num_batches,
+        desc="fit",
+        unit="batch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        with bar:
+            for epoch in range(start + 1, epochs + 1):
+                model.train()
+                total, correct, seen = 0.0, 0, 0
+                order = torch.randperm(len(train[0]), generator=shuffle)
+                for idx in order.split(batch_size):
+                    x, y = train[0][idx].to(device), train[1][idx].to(device)
+                    if adversary is None:
+                        logits = model(x)
+                        loss = F.cross_entropy(logits, y)
+                    else:
+                        loss = adversary.loss(model, x, y)
+                        with torch.no_grad():
+                            logits = model(x)
+                    for r in regularizers:
+                        if callable(r):
+                            loss = loss + r(model)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    for r in regularizers:
+                        after_step = getattr(r, "after_step", None)
+                        if callable(after_step):
+                            after_step(model)
+                    total += float(loss.detach()) * len(y)
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    seen += len(y)
+                    bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
+                    bar.update(1)
+                history.loss.append(total / seen)
+                history.train_accuracy.append(correct / seen)
+                if val is not None:
+                    history.val_accuracy.append(_accuracy(model, val, batch_size, device))
+                if folder is not None:
+                    state = {
+                        "epoch": epoch,
+                        "seed": int(seed),
+                        "batch_size": batch_size,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "history": history.to_dict(),
+                        **{k: g.get_state() for k, g in generators.items()},
+                    }
+                    _save_atomic(state, folder / f"epoch-{epoch:04d}.pt")
+                for c in callbacks:
+                    c(epoch, history)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return history
+
+
+def _as_tensors(name: str, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` tensors from a tuple of tensors or a Dataset of pairs."""
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = (torch.as_tensor(t) for t in data)
+    else:
+        try:
+            pairs = [data[i] for i in range(len(data))]
+            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+            y = torch.as_tensor([int(p[1]) for p in pairs])
+        except (TypeError, IndexError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"{name} must be an (images, labels) tuple of tensors or a Dataset of (x, y) "
+                f"pairs, got {type(data).__name__} ({err})"
+            ) from None
+    if x.dim() == 0 or len(x) == 0 or y.shape != (len(x),):
+        raise ValueError(
+            f"{name} must hold N >= 1 inputs and N labels, got shapes {tuple(x.shape)} "
+            f"and {tuple(y.shape)}"
+        )
+    return x, y.long()
+
+
+def _device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def _accuracy(
+    model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], batch_size: int, device: torch.device
+) -> float:
+    model.eval()
+    try:
+        correct = 0
+        for x, y in zip(data[0].split(batch_size), data[1].split(batch_size), strict=True):
+            correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+    finally:
+        model.train()
+    return correct / len(data[1])
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _resume(
+    folder: Path,
+    epochs: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    history: History,
+    seed: int,
+    batch_size: int,
+) -> int:
+    """Load the latest checkpoint of at most ``epochs`` epochs; return its epoch (or 0)."""
+    found = [
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and int(m.group(1)) <= epochs
+    ]
+    if not found:
+        return 0
+    epoch, path = max(found)
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    if state["seed"] != int(seed) or state["batch_size"] != batch_size:
+        raise ValueError(
+            f"checkpoint {path} was written with seed={state['seed']} and batch_size="
+            f"{state['batch_size']}, got seed={seed} and batch_size={batch_size}"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for key, g in generators.items():
+        if key in state:
+            g.set_state(state[key])
+    for key, values in state["history"].items():
+        getattr(history, key).extend(values)
+    return epoch
