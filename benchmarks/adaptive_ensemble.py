@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import snntorch as snn
 import torch
 import torch.nn.functional as F
 import torchattacks
@@ -27,22 +26,9 @@ from torch import nn
 
 import robust_spikes as rs
 from robust_spikes.attacks import AdaptiveEnsemble
+from robust_spikes.demo import build_net
 
 NUM_STEPS = 4
-
-
-def build_net() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 2 * 2, 10),
-        snn.Leaky(beta=0.9, init_hidden=True, output=True),
-    )
 
 
 def train(model: nn.Module, epochs: int, seed: int) -> None:

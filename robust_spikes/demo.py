@@ -25,7 +25,7 @@ from robust_spikes._checks import check_positive_int
 from robust_spikes._optional import require
 from robust_spikes.classifier import SpikingClassifier
 
-__all__ = ["DEFAULT_EPS", "DemoResult", "format_eps", "run_demo"]
+__all__ = ["DEFAULT_EPS", "DemoResult", "build_net", "format_eps", "run_demo"]
 
 DEFAULT_EPS: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 """L-inf radii attacked by default, in the [0, 1] image scale."""
@@ -123,7 +123,7 @@ def run_demo(
     seed = int(seed)
     stream = sys.stdout if out is None else out
 
-    snn = require("snntorch", "robust_spikes.demo")
+    require("snntorch", "robust_spikes.demo")  # fail before loading data if it is missing
     torchattacks = require("torchattacks", "robust_spikes.demo")
     tqdm = require("tqdm", "robust_spikes.demo").tqdm
     train_set, test_set = data.digits("train", seed=seed), data.digits("test", seed=seed)
@@ -135,7 +135,7 @@ def run_demo(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SpikingClassifier(_build_net(snn), num_steps)
+        model = SpikingClassifier(build_net(), num_steps)
         start = time.perf_counter()
         _train(model, train_set.images, train_set.labels, epochs, seed, progress, tqdm)
         train_seconds = time.perf_counter() - start
@@ -205,8 +205,20 @@ def format_eps(eps: float) -> str:
 
 
 # ----------------------------------------------------------------------------- private
-def _build_net(snn: Any) -> nn.Sequential:
-    """The demo network for ``[N, 1, 8, 8]`` images (see :func:`run_demo`)."""
+def build_net() -> nn.Sequential:
+    """The demo network for ``[N, 1, 8, 8]`` digits, in the idiomatic snnTorch style.
+
+    ``Conv(1->16) -> Leaky -> MaxPool -> Conv(16->32) -> Leaky -> MaxPool ->
+    Linear(128->10) -> Leaky(output=True)``, ``beta=0.9``, ``init_hidden=True``.
+
+    Shape:
+        One step: ``[N, 1, 8, 8]`` -> ``(spikes, membrane)``, each ``[N, 10]``.
+
+    Example:
+        >>> build_net()(torch.rand(2, 1, 8, 8))[1].shape
+        torch.Size([2, 10])
+    """
+    snn = require("snntorch", "robust_spikes.demo")
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1),
         snn.Leaky(beta=0.9, init_hidden=True),
