@@ -7,7 +7,7 @@ torchattacks attacks re-seed on every call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -26,8 +26,7 @@ def rand(
     Sampled on the generator's device (a CPU generator serves CUDA tensors too, at the
     cost of a copy), so results depend on the seed only, not on where the model runs.
     """
-    out = torch.rand(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
-    return out.to(device)
+    return _draw(torch.rand, shape, generator, device, dtype)
 
 
 def randn(
@@ -38,5 +37,15 @@ def randn(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Standard normal draws from ``generator``, returned on ``device`` (see :func:`rand`)."""
-    out = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
+    return _draw(torch.randn, shape, generator, device, dtype)
+
+
+def _draw(
+    sampler: Callable[..., torch.Tensor],
+    shape: Sequence[int],
+    generator: torch.Generator,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    out = sampler(tuple(shape), generator=generator, device=generator.device, dtype=dtype)
     return out.to(device)
