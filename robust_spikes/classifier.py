@@ -10,9 +10,10 @@ autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs th
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -175,6 +176,7 @@ class SpikingClassifier(nn.Module):
         self.time_batched = time_batched
         self._use_compile = bool(compile)
         self._compiled: Callable[..., Any] | None = None
+        self._carried: list[Any] | None = None  # explicit state between _stream's spans
         self.register_buffer("_mean", None, persistent=False)
         self.register_buffer("_std", None, persistent=False)
         if normalize is not None:
@@ -265,33 +267,82 @@ class SpikingClassifier(nn.Module):
         stateful = host.stateful(net)
         host.reset(stateful)
         try:
-            spikes, membrane = self._run(plan, x)
+            spikes, membrane = self._run(plan, x, self.num_steps)
         finally:
             host.reset(stateful)  # drop every reference to this call's graph
         return self._read(spikes, membrane, x.shape[0])
 
-    def _frames(self, x: torch.Tensor) -> torch.Tensor | None:
+    @contextlib.contextmanager
+    def _stream(self) -> Iterator[Callable[[torch.Tensor, int], torch.Tensor]]:
+        """Consecutive runs of a few steps each, the state carried from one to the next.
+
+        Yields ``span(x, steps) -> logits``: it runs ``steps`` steps on the image ``x``
+        starting from the state the previous span left, and reads the logits out of those
+        steps alone. Between spans the state is detached (truncated back-propagation
+        through time), so a span's backward pass covers its own steps and the weights may
+        change in between. State is reset on entry and on exit. This is how
+        :func:`robust_spikes.training.hire` runs HIRE-SNN's periods (Kundu et al., ICCV
+        2021); always eager (``compile=True`` is not used here).
+
+        Raises:
+            TypeError: from ``span``, for a network that loops over time inside its own
+                forward (snnTorch tutorial style): its steps cannot be split.
+        """
+        host, net = self._host, self.net
+        stateful = host.stateful(net)
+        host.reset(stateful)
+        self._carried = []
+
+        def span(x: torch.Tensor, steps: int) -> torch.Tensor:
+            steps = check_num_steps(steps)
+            x = check_images(x, value_range=self.input_range)
+            if self._std is not None:
+                x = (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
+            plan = self._plan_for(host.neurons(net), x)
+            if plan.output == "recording":
+                raise TypeError(
+                    f"{type(net).__name__} runs its own time loop inside forward, so its "
+                    "steps cannot be split into periods; write it to take one step per "
+                    "call (init_hidden=True or explicit state), or use SpikingJelly's "
+                    "multi-step mode"
+                )
+            for m in plan.random:
+                m.generator = self.generator
+            host.detach(stateful)
+            self._carried = [s.detach() for s in self._carried or ()]
+            spikes, membrane = self._run(plan, x, steps, eager=True)
+            return self._read(spikes, membrane, x.shape[0])
+
+        try:
+            yield span
+        finally:
+            self._carried = None
+            host.reset(stateful)
+
+    def _frames(self, x: torch.Tensor, steps: int) -> torch.Tensor | None:
         """The encoded sequence, or ``None`` when every step is ``x`` itself."""
         if getattr(self.encoder, "is_static", False):
             return None
-        seq = self.encoder(x, self.num_steps, generator=self.generator)
+        seq = self.encoder(x, steps, generator=self.generator)
         if not isinstance(seq, torch.Tensor) or seq.dim() != x.dim() + 1:
             got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
             raise ValueError(
-                f"encoder must return [num_steps, N, ...] = [{self.num_steps}, "
+                f"encoder must return [num_steps, N, ...] = [{steps}, "
                 f"{', '.join(map(str, x.shape))}], got {got}"
             )
         return seq
 
-    def _run(self, plan: _Plan, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        seq = self._frames(x)  # encoding (and its random draws) stays outside torch.compile
+    def _run(
+        self, plan: _Plan, x: torch.Tensor, steps: int, *, eager: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        seq = self._frames(x, steps)  # encoding (and its random draws) stays outside compile
         if plan.kind == "sequence":
             run = self._run_sequence
         elif self._use_time_batched(plan, x):
             run = self._run_time_batched
         else:
             run = self._run_steps
-        if self._use_compile:
+        if self._use_compile and not eager:
             # One graph for all num_steps steps (forward and backward fused by inductor).
             if self._compiled is None:
                 self._compiled = torch.compile(_call)
@@ -299,8 +350,8 @@ class SpikingClassifier(nn.Module):
                 # dynamo probes ``.grad`` of non-leaf inputs (an encoded sequence, a
                 # normalised image) when it guards on them: torch's own noise.
                 warnings.filterwarnings("ignore", _NON_LEAF_GRAD, UserWarning)
-                return self._compiled(run, plan, x, seq)
-        return run(plan, x, seq)
+                return self._compiled(run, plan, x, seq, steps)
+        return run(plan, x, seq, steps)
 
     def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
         layers = self._layers
@@ -316,14 +367,14 @@ class SpikingClassifier(nn.Module):
         return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in layers)
 
     def _run_time_batched(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Stateless layers once on ``[T*N, ...]``, only neurons looped over time.
 
         Layers before the first neuron run once on ``[N, ...]`` for a static encoder.
         Equal to :meth:`_run_steps` up to floating-point summation order.
         """
-        host, num_steps, neurons = self._host, self.num_steps, plan.neurons
+        host, neurons = self._host, plan.neurons
         want_spikes, want_membrane = self._wants()
         h = x if seq is None else seq
         timed = seq is not None  # h is [T, N, ...]; else the static [N, ...]
@@ -347,16 +398,17 @@ class SpikingClassifier(nn.Module):
         return (spk_seq if want_spikes else None), mem_seq
 
     def _run_steps(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The plain time loop: one call of ``net`` per step (the default path)."""
         net, host, final = self.net, self._host, plan.final
-        frames = (x,) * self.num_steps if seq is None else seq.unbind(0)
+        frames = (x,) * num_steps if seq is None else seq.unbind(0)
         want_spikes, want_membrane = self._wants()
         from_neuron = plan.output == "neuron"
         spikes: list[torch.Tensor] = []
         membrane: list[torch.Tensor] = []
-        state: tuple[Any, ...] = ()
+        carried = self._carried  # explicit state kept between the spans of _stream
+        state: tuple[Any, ...] = () if carried is None else tuple(carried)
         for x_t in frames:
             out = net(x_t, *state)
             if plan.num_state:
@@ -371,17 +423,19 @@ class SpikingClassifier(nn.Module):
                     membrane.append(mem if mem is not None else host.membrane(final))
             elif want_membrane:
                 membrane.append(spk)
+        if carried is not None:
+            carried[:] = state
         return (
             torch.stack(spikes) if spikes else None,
             torch.stack(membrane) if membrane else None,
         )
 
     def _run_sequence(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None
+        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """One call of ``net`` on the whole sequence (SpikingJelly 'm', snnTorch tutorials)."""
         if seq is None and not plan.static_input:
-            seq = x.unsqueeze(0).expand(self.num_steps, *x.shape)
+            seq = x.unsqueeze(0).expand(num_steps, *x.shape)
         inp = x if seq is None else seq
         _, want_membrane = self._wants()
         record = plan.output == "neuron" and want_membrane
@@ -396,10 +450,10 @@ class SpikingClassifier(nn.Module):
             if record:
                 host.record_membrane(final, previous)
         spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
-        if not isinstance(spk, torch.Tensor) or spk.dim() < 2 or spk.shape[0] != self.num_steps:
+        if not isinstance(spk, torch.Tensor) or spk.dim() < 2 or spk.shape[0] != num_steps:
             got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
             raise ValueError(
-                f"net returned a recording of shape {got}, expected [num_steps={self.num_steps}, "
+                f"net returned a recording of shape {got}, expected [num_steps={num_steps}, "
                 "N, K]: num_steps must match the number of steps the network runs"
             )
         if plan.output == "value":
@@ -580,8 +634,8 @@ def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return out, None
 
 
-def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor, seq: Any) -> Any:
-    return run(plan, x, seq)
+def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
+    return run(plan, x, seq, steps)
 
 
 def _time_batchable(net: nn.Module, host: Host) -> list[nn.Module] | None:

@@ -37,6 +37,21 @@ class Host:
         """Reset the state of ``stateful`` (from :meth:`stateful`) so no graph survives."""
         raise NotImplementedError
 
+    def detach(self, stateful: list[nn.Module]) -> None:
+        """Cut the autograd history of the state of ``stateful``, keeping its values.
+
+        Truncated back-propagation through time: the next steps continue from the same
+        state, but their backward pass stops here. The default detaches every tensor
+        buffer and tensor attribute; frameworks with other state containers override it.
+        """
+        for m in stateful:
+            for name, buf in m._buffers.items():
+                if buf is not None and buf.grad_fn is not None:
+                    m._buffers[name] = buf.detach()
+            for name, value in list(vars(m).items()):
+                if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                    setattr(m, name, value.detach())
+
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
         """``"step"`` when one call of ``net`` is one time step, ``"sequence"`` when it
         consumes ``[T, N, ...]``, ``"unknown"`` when only running it can tell."""

@@ -43,6 +43,15 @@ class SpikingJellyHost(Host):
         for m in stateful:
             m.reset()  # type: ignore[operator]
 
+    def detach(self, stateful: list[nn.Module]) -> None:
+        # Not MemoryModule.detach(): its in-place detach_() fails on a memory that is a
+        # view (the last step of a multi-step run).
+        for m in stateful:
+            memories: dict[str, Any] = m._memories  # type: ignore[assignment]
+            for key, value in memories.items():
+                if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                    memories[key] = value.detach()
+
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
         modes = [getattr(m, "step_mode", None) or adapter_base(m).step_mode for m in neurons]
         if len(set(modes)) > 1:

@@ -85,9 +85,12 @@ def fit(
     result equals an uninterrupted run (bitwise, for a deterministic model). Learning-rate
     schedulers are not saved: step them in a callback from the epoch number if needed.
 
-    Regularizers: each item is a callable ``(model) -> scalar tensor`` added to the loss, or
-    an object with ``after_step(model)`` called after every optimiser step (for example a
-    weight orthogonalisation); an object with both is used both ways.
+    Regularizers: each item is a callable ``(model) -> scalar tensor`` added to the loss,
+    and/or an object with ``after_step(model)`` (called after every optimiser step, e.g.
+    :class:`~robust_spikes.training.OrthogonalRetraction`) or ``before_epoch(model,
+    epoch)`` (called before each epoch, ``epoch`` counting from 1, e.g. to freeze
+    parameters as :class:`~robust_spikes.training.GatePenalty` does); an object may
+    have several of these. ``requires_grad`` of every parameter is restored at the end.
 
     Args:
         model: a classifier mapping ``[N, C, H, W]`` images in [0, 1] to ``[N, K]`` logits.
@@ -121,56 +124,108 @@ def fit(
         >>> len(history), len(history.val_accuracy)
         (2, 0)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
+    _check_model(model)
     if adversary is not None and not callable(getattr(adversary, "loss", None)):
         raise TypeError(
             f"adversary must be None or have loss(model, x, y), got {type(adversary).__name__}"
         )
-    regularizers = tuple(regularizers)
-    for r in regularizers:
-        if not (callable(r) or callable(getattr(r, "after_step", None))):
-            raise TypeError(
-                "regularizers must be callables (model) -> loss or objects with "
-                f"after_step(model), got {type(r).__name__}"
-            )
+    regularizers = check_regularizers(regularizers)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        if adversary is None:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss = adversary.loss(model, x, y)
+            with torch.no_grad():
+                logits = model(x)
+        return update(model, optimizer_, loss, regularizers), logits
+
+    optimizer_ = optimizer if optimizer is not None else _adam(model)
+    extra = {"adversary_rng": _adversary_generator(model, adversary)}
+    return train_loop(
+        model,
+        train_data,
+        step,
+        epochs=epochs,
+        optimizer=optimizer_,
+        regularizers=regularizers,
+        val_data=val_data,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        config={"recipe": "fit"},
+        generators=extra,
+        desc="fit",
+    )
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[float, torch.Tensor]]
+
+
+def train_loop(
+    model: nn.Module,
+    train_data: Data,
+    step: Step,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    regularizers: tuple[Any, ...],
+    val_data: Data | None,
+    callbacks: Iterable[Callable[[int, History], None]],
+    checkpoint_dir: str | os.PathLike[str] | None,
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    config: dict[str, Any],
+    generators: dict[str, torch.Generator | None],
+    desc: str,
+) -> History:
+    """The epoch loop shared by :func:`fit` and :func:`~robust_spikes.training.hire`.
+
+    ``step(x, y)`` trains on one batch (any number of optimiser updates) and returns the
+    batch's mean loss and the logits its accuracy is read from. ``config`` (with ``seed``
+    and ``batch_size`` added) is stored in every checkpoint and must match on resume.
+    """
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
     callbacks = tuple(callbacks)
     for c in callbacks:
         if not callable(c):
             raise TypeError(f"callbacks must be callables (epoch, history), got {type(c).__name__}")
     train = _as_tensors("train_data", train_data)
     val = None if val_data is None else _as_tensors("val_data", val_data)
-    if optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tqdm = require("tqdm", "robust_spikes.training.fit").tqdm
+    tqdm = require("tqdm", f"robust_spikes.training.{desc}").tqdm
+    config = {**config, "seed": int(seed), "batch_size": batch_size}
 
     shuffle = torch.Generator().manual_seed(int(seed))
-    generators = {"shuffle_rng": shuffle}
+    streams = {"shuffle_rng": shuffle}
     model_generator = getattr(model, "generator", None)
     if isinstance(model_generator, torch.Generator):
-        generators["model_rng"] = model_generator
-    generator_for = getattr(adversary, "generator_for", None)
-    if callable(generator_for):
-        g = generator_for(model)
-        if isinstance(g, torch.Generator) and g is not model_generator:
-            generators["adversary_rng"] = g
+        streams["model_rng"] = model_generator
+    for i, r in enumerate(regularizers):  # e.g. OrthogonalRetraction's row sampler
+        generators = {**generators, f"regularizer{i}_rng": getattr(r, "generator", None)}
+    for key, g in generators.items():
+        if isinstance(g, torch.Generator) and all(g is not s for s in streams.values()):
+            streams[key] = g
 
     history, start = History(), 0
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        start = _resume(folder, epochs, model, optimizer, generators, history, seed, batch_size)
+        start = _resume(folder, epochs, model, optimizer, streams, history, config)
 
     device = _device(model)
     num_batches = math.ceil(len(train[0]) / batch_size)
     modes = [(m, m.training) for m in model.modules()]
+    trainable = [(p, p.requires_grad) for p in model.parameters()]
     bar = tqdm(
         total=(epochs - start) * num_batches,
-        desc="fit",
+        desc=desc,
         unit="batch",
         file=sys.stderr,
         disable=not progress,
@@ -180,31 +235,19 @@ def fit(
         with bar:
             for epoch in range(start + 1, epochs + 1):
                 model.train()
+                for r in regularizers:
+                    before_epoch = getattr(r, "before_epoch", None)
+                    if callable(before_epoch):
+                        before_epoch(model, epoch)
                 total, correct, seen = 0.0, 0, 0
                 order = torch.randperm(len(train[0]), generator=shuffle)
                 for idx in order.split(batch_size):
                     x, y = train[0][idx].to(device), train[1][idx].to(device)
-                    if adversary is None:
-                        logits = model(x)
-                        loss = F.cross_entropy(logits, y)
-                    else:
-                        loss = adversary.loss(model, x, y)
-                        with torch.no_grad():
-                            logits = model(x)
-                    for r in regularizers:
-                        if callable(r):
-                            loss = loss + r(model)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    for r in regularizers:
-                        after_step = getattr(r, "after_step", None)
-                        if callable(after_step):
-                            after_step(model)
-                    total += float(loss.detach()) * len(y)
+                    loss, logits = step(x, y)
+                    total += loss * len(y)
                     correct += int((logits.detach().argmax(1) == y).sum())
                     seen += len(y)
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
+                    bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
                     bar.update(1)
                 history.loss.append(total / seen)
                 history.train_accuracy.append(correct / seen)
@@ -213,12 +256,11 @@ def fit(
                 if folder is not None:
                     state = {
                         "epoch": epoch,
-                        "seed": int(seed),
-                        "batch_size": batch_size,
+                        "config": config,
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "history": history.to_dict(),
-                        **{k: g.get_state() for k, g in generators.items()},
+                        **{k: g.get_state() for k, g in streams.items()},
                     }
                     _save_atomic(state, folder / f"epoch-{epoch:04d}.pt")
                 for c in callbacks:
@@ -226,7 +268,56 @@ def fit(
     finally:
         for m, mode in modes:
             m.training = mode
+        for p, requires_grad in trainable:  # regularizers may freeze parameters per epoch
+            p.requires_grad_(requires_grad)
     return history
+
+
+def update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    regularizers: tuple[Any, ...],
+) -> float:
+    """One optimiser update on ``loss`` plus the regularizer terms; returns the total loss."""
+    for r in regularizers:
+        if callable(r):
+            loss = loss + r(model)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for r in regularizers:
+        after_step = getattr(r, "after_step", None)
+        if callable(after_step):
+            after_step(model)
+    return float(loss.detach())
+
+
+def check_regularizers(regularizers: Sequence[Any]) -> tuple[Any, ...]:
+    """The regularizers as a tuple, each a callable or an object with hook methods."""
+    regularizers = tuple(regularizers)
+    for r in regularizers:
+        hooks = (getattr(r, name, None) for name in ("after_step", "before_epoch"))
+        if not (callable(r) or any(callable(h) for h in hooks)):
+            raise TypeError(
+                "regularizers must be callables (model) -> loss or objects with "
+                f"after_step(model) or before_epoch(model, epoch), got {type(r).__name__}"
+            )
+    return regularizers
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _adam(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _adversary_generator(model: nn.Module, adversary: Any) -> torch.Generator | None:
+    generator_for = getattr(adversary, "generator_for", None)
+    return generator_for(model) if callable(generator_for) else None
 
 
 def _as_tensors(name: str, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,8 +381,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     generators: dict[str, torch.Generator],
     history: History,
-    seed: int,
-    batch_size: int,
+    config: dict[str, Any],
 ) -> int:
     """Load the latest checkpoint of at most ``epochs`` epochs; return its epoch (or 0)."""
     found = [
@@ -303,10 +393,14 @@ def _resume(
         return 0
     epoch, path = max(found)
     state = torch.load(path, weights_only=True, map_location="cpu")
-    if state["seed"] != int(seed) or state["batch_size"] != batch_size:
+    saved = state.get("config", {})
+    if saved != config:
+        differ = sorted(k for k in saved.keys() | config.keys() if saved.get(k) != config.get(k))
+        theirs = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
+        ours = ", ".join(f"{k}={config.get(k)!r}" for k in differ)
         raise ValueError(
-            f"checkpoint {path} was written with seed={state['seed']} and batch_size="
-            f"{state['batch_size']}, got seed={seed} and batch_size={batch_size}"
+            f"checkpoint {path} was written with {theirs}, got {ours}; use another "
+            "checkpoint_dir for a different run"
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
