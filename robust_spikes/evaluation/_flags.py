@@ -112,7 +112,7 @@ def _non_monotone(
                         f"to {_pct(c2 / n)} at eps={e2:.4g}. A larger radius contains every "
                         "perturbation of a smaller one, so the attack missed adversarial "
                         "examples that exist: a sign of gradient masking or of an attack "
-                        "that has not converged. Try more steps and restarts, other "
+                        "that has not converged. Try: more steps and restarts, other "
                         "gradient modes (model.gradient), a query attack such as Square, "
                         "and EOT for a stochastic model.",
                     )
@@ -137,7 +137,7 @@ def _large_eps(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
             "the way to images of other classes, and a working gradient attack reaches about "
             "0%. The gradient does not lead the attack: zero or shattered gradients, an "
             "encoder without a gradient, or saturated logits (gradient masking). Do not "
-            "trust small-eps numbers from gradient attacks alone; try other gradient modes, "
+            "trust small-eps numbers from gradient attacks alone. Try: other gradient modes, "
             "APGD-DLR, Square, and check the zero-gradients flag.",
         )
     ]
@@ -167,8 +167,8 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
                     "An attack that sees no gradient of this model should be weaker than "
                     "one that does; when it is stronger, the model's gradient misleads the "
                     "attacker (gradient masking). The worst case above already counts these "
-                    "samples; to learn which gradient fails, compare gradient modes and "
-                    "check the zero-gradients flag.",
+                    "samples. Try: compare gradient modes (model.gradient) to find the one "
+                    "that fails, and check the zero-gradients flag.",
                 )
             )
             break
@@ -189,8 +189,8 @@ def _zero_gradients(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             f"({_pct(bad / len(records))}). Gradient attacks cannot move these samples, so "
             "their robustness is not measured by them. Usual causes: an encoder or "
             "preprocessing without a gradient (rate coding, rounding), saturated logits "
-            "(use APGD-DLR), dead neurons or a surrogate that is zero almost everywhere. Try "
-            "the gradient modes of model.gradient(...), a straight-through encoder, and a "
+            "(use APGD-DLR), dead neurons or a surrogate that is zero almost everywhere. "
+            "Try: the gradient modes of model.gradient(...), a straight-through encoder, and a "
             "query attack such as Square.",
         )
     ]
@@ -218,7 +218,7 @@ def _modes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[
                     f"({_pct(len(by) / n)}; {by.count(best)} by {best}). The model's own "
                     "surrogate gradient understates what an attacker can do, so numbers from "
                     "attacks through it alone (the paper protocol) overstate robustness. "
-                    "Report the adaptive worst case, and attack with the strongest mode.",
+                    "Try: report the adaptive worst case, and attack with the strongest mode.",
                 )
             )
             break
@@ -243,7 +243,7 @@ def _not_converged(
                     f"broke {count} of {n} samples ({_pct(count / n)}). The attacks had not "
                     "converged: more steps keep lowering the accuracy, so the numbers from "
                     "shorter attacks overstate robustness (noisy or shattered gradients are a "
-                    "common cause). The worst case counts these samples; run longer attacks "
+                    "common cause). The worst case counts these samples. Try: longer attacks "
                     "and more restarts (or EOT) until the accuracy stops falling.",
                 )
             )
@@ -263,7 +263,7 @@ def _stochastic(settings: dict[str, Any]) -> list[dict[str, str]]:
             "the model is stochastic (a random encoder or stochastic neurons), but no reported "
             "attack averaged its gradient over random draws (EOT): each attack step saw one "
             "random draw, a noisy gradient that overstates robustness (the paper protocol "
-            "does this). Use protocol='adaptive' (or 'both') with eot >= 10, and report the "
-            "number of prediction samples.",
+            "does this). Try: protocol='adaptive' (or 'both') with eot >= 10, and report "
+            "the number of prediction samples.",
         )
     ]
