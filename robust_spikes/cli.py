@@ -123,7 +123,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small, fast setting (1 epoch, 24 test digits, fewer attacks): a smoke test",
+        help="a small, fast setting (1 epoch, 12 test digits, fewer attacks): a smoke test",
     )
     _add_eps(parser, list(DEFAULT_EPS))
     parser.add_argument(
@@ -244,6 +244,10 @@ def load_model(spec: str, *, weights: Path | None = None, num_steps: int = 4) ->
             raise ValueError(
                 f"--model {spec!r}: cannot import {attr!r} from {module_name!r} ({err})"
             ) from None
+        if not callable(function):
+            raise ValueError(
+                f"--model {spec!r}: {attr!r} is a {type(function).__name__}, not a function"
+            )
         obj = function()
     else:
         raise ValueError(f"--model {spec!r} is neither an existing file nor MODULE:FUNCTION")

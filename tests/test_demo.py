@@ -20,7 +20,7 @@ EPS = (8 / 255,)
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str, Path]:
-    """One quick run (1 epoch, 24 digits, few attacks); shared as it takes a while."""
+    """One quick run (1 epoch, 12 digits, few attacks); shared as it takes a while."""
     out, folder = io.StringIO(), tmp_path_factory.mktemp("demo")
     result = run_demo(folder, quick=True, eps=EPS, progress=False, out=out)
     return result, out.getvalue(), folder
@@ -31,10 +31,10 @@ def test_every_model_is_trained_and_evaluated_under_both_protocols(
 ) -> None:
     result, _, _ = demo
     assert list(result["reports"]) == list(MODELS) and len(MODELS) >= 5
-    assert result["num_test"] == 24 and result["seconds"] > 0
+    assert result["num_test"] == 12 and result["seconds"] > 0
     for name, report in result["reports"].items():
         assert report.protocols == ["paper", "adaptive"], name
-        assert report.num_samples == 24
+        assert report.num_samples == 12
         robust = report.robust_accuracy[EPS[0]]
         assert robust["worst"] <= min(robust["paper/worst"], robust["adaptive/worst"])
         assert max(robust.values()) <= report.clean_accuracy
@@ -53,12 +53,14 @@ def test_the_table_and_the_files(demo: tuple[DemoResult, str, Path]) -> None:
     assert (folder / "report.md").read_text().startswith(result["table"])
     saved = json.loads((folder / "report.json").read_text())
     assert set(saved) == set(MODELS)
-    assert saved["LIF"]["num_samples"] == 24
+    assert saved["LIF"]["num_samples"] == 12
     assert (folder / "robustness.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(ValueError, match=r"eps must hold finite numbers in \[0, 1\], got 1.5"):
+    with pytest.raises(
+        ValueError, match=r"eps must hold finite numbers in \[0, 1\] \(the image scale\), got 1.5"
+    ):
         run_demo(quick=True, eps=(1.5,), progress=False, out=io.StringIO())
     with pytest.raises(TypeError, match="seed must be an int, got '0'"):
         run_demo(quick=True, seed="0", progress=False, out=io.StringIO())  # type: ignore[arg-type]
