@@ -11,7 +11,7 @@ from typing import Any
 
 from robust_spikes import data, encoders, evaluation, gradients, neurons, training
 from robust_spikes.classifier import SpikingClassifier
-from robust_spikes.evaluation import certify
+from robust_spikes.evaluation import certify, evaluate
 from robust_spikes.neurons import adapt
 
 try:
@@ -27,6 +27,7 @@ __all__ = [
     "certify",
     "data",
     "encoders",
+    "evaluate",
     "evaluation",
     "gradients",
     "neurons",

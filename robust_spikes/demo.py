@@ -1,210 +1,324 @@
-"""A self-contained tour: train a small snnTorch SNN on the 8x8 digits, then attack it.
+"""The full demo: five robust-spikes models on the digits, evaluated under both protocols.
 
-:func:`run_demo` is what ``robust-spikes demo`` runs. It builds a convolutional spiking
-network in the idiomatic snnTorch style, wraps it in :class:`~robust_spikes.SpikingClassifier`
-so that it becomes an ordinary ``images -> logits`` module, trains it with Adam for a few
-seconds on a CPU, and measures its accuracy under torchattacks' FGSM and PGD at several
-L-inf radii. Everything is seeded, so the numbers are reproducible on one machine.
+:func:`run_demo` is what ``robust-spikes demo`` and ``make demo`` run. On scikit-learn's 8x8
+digits (no download) it trains a plain LIF SNN (the snnTorch network of :func:`build_net`),
+its TA-LIF adaptation (HoSNN neurons), a stochastically gated version (StoG), a
+Poisson-coded SNN and an FGSM-trained SNN; evaluates each with :func:`robust_spikes.evaluate`
+under the literature's protocol and the adaptive one; prints one table that compares them;
+and writes ``report.md``, ``report.json`` and ``robustness.png``. New models are added in one
+place, :data:`MODELS`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import copy
+import json
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, TextIO, TypedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO, TypedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robust_spikes import data
-from robust_spikes._checks import check_positive_int
 from robust_spikes._optional import require
 from robust_spikes.classifier import SpikingClassifier
+from robust_spikes.evaluation._report import RobustnessReport, format_eps, plot_curves
 
-__all__ = ["DEFAULT_EPS", "DemoResult", "build_net", "format_eps", "run_demo"]
+__all__ = ["DEFAULT_EPS", "MODELS", "DemoResult", "build_net", "format_eps", "run_demo"]
 
-DEFAULT_EPS: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+DEFAULT_EPS: tuple[float, ...] = (4 / 255, 8 / 255)
 """L-inf radii attacked by default, in the [0, 1] image scale."""
 
-_BATCH_SIZE = 128
-_LEARNING_RATE = 1e-2
-_PGD_STEPS = 10
-_ATTACKS = ("FGSM", f"PGD-{_PGD_STEPS}")
-_COLUMNS = (*_ATTACKS, "worst")  # worst: broken by either attack (per-sample worst case)
+NUM_STEPS = 4
+_ATTACKS = (  # the adaptive members of the demo: one of each kind, cheapest first
+    "FGSM",
+    "PGD-20",
+    "PGD-20/triangle(1)",
+    "PGD-20/ann",
+    "Square-200",
+)
+
+
+class _Setup(NamedTuple):
+    """What a model builder gets: training data, the budget and shared trained weights."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    epochs: int
+    seed: int
+    progress: bool
+    plain: dict[str, Any]  # cache: the trained plain LIF network, shared by adaptations
+
+
+def _fit(model: nn.Module, setup: _Setup, epochs: int, adversary: Any = None) -> None:
+    from robust_spikes.training import fit
+
+    fit(
+        model,
+        setup.train,
+        epochs=epochs,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        adversary=adversary,
+        seed=setup.seed,
+        batch_size=128,
+        progress=setup.progress,
+    )
+
+
+def _plain_net(setup: _Setup) -> nn.Module:
+    """The trained plain LIF network (trained once, then copied)."""
+    if "net" not in setup.plain:
+        torch.manual_seed(setup.seed)
+        model = SpikingClassifier(build_net(), NUM_STEPS)
+        _fit(model, setup, setup.epochs)
+        setup.plain["net"] = model.net
+    return copy.deepcopy(setup.plain["net"])
+
+
+def _lif(setup: _Setup) -> SpikingClassifier:
+    return SpikingClassifier(_plain_net(setup), NUM_STEPS)
+
+
+def _ta_lif(setup: _Setup) -> SpikingClassifier:
+    from robust_spikes.neurons import adapt, record_signature
+
+    model = SpikingClassifier(adapt(_plain_net(setup), "ta-lif"), NUM_STEPS)
+    record_signature(model, [setup.train[0]])
+    _fit(model, setup, max(1, setup.epochs // 4))  # fine-tune with adaptive thresholds
+    return model
+
+
+def _gated(setup: _Setup) -> SpikingClassifier:
+    from robust_spikes.neurons import adapt
+
+    model = SpikingClassifier(adapt(_plain_net(setup), "stochastic-gate"), NUM_STEPS)
+    model(setup.train[0][:2])  # materialises the gates' rho
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("rho"):
+                p.fill_(0.75)  # keep 3 spikes in 4 (StoG learns rho; here it is fixed)
+                p.requires_grad_(False)
+    _fit(model, setup, max(1, setup.epochs // 4))
+    return model
+
+
+def _poisson(setup: _Setup) -> SpikingClassifier:
+    from robust_spikes.encoders import Poisson
+
+    torch.manual_seed(setup.seed)
+    model = SpikingClassifier(build_net(), NUM_STEPS, encoder=Poisson())
+    _fit(model, setup, setup.epochs)
+    return model
+
+
+def _fgsm_trained(setup: _Setup) -> SpikingClassifier:
+    from robust_spikes.training import FGSM
+
+    torch.manual_seed(setup.seed)
+    model = SpikingClassifier(build_net(), NUM_STEPS)
+    _fit(model, setup, setup.epochs, adversary=FGSM(8 / 255))
+    return model
+
+
+MODELS: dict[str, Callable[[_Setup], SpikingClassifier]] = {
+    "LIF": _lif,
+    "TA-LIF (HoSNN)": _ta_lif,
+    "stochastic gates (StoG)": _gated,
+    "Poisson-coded": _poisson,
+    "FGSM-trained (8/255)": _fgsm_trained,
+    # Add a model here: "name": builder(setup) -> SpikingClassifier. The converted ANN
+    # (robust_spikes.conversion, being built on another branch) goes in as one entry.
+}
+"""The demo's models, in table order: ``name -> builder(setup) -> SpikingClassifier``."""
 
 
 class DemoResult(TypedDict):
-    """What :func:`run_demo` returns; accuracies are fractions in [0, 1]."""
+    """What :func:`run_demo` returns."""
 
-    clean_accuracy: float
-    robust_accuracy: dict[float, dict[str, float]]
-    train_seconds: float
+    reports: dict[str, RobustnessReport]
+    table: str
+    seconds: float
     num_test: int
-    num_steps: int
 
 
 def run_demo(
+    out_dir: str | Path | None = None,
     *,
-    epochs: int = 8,
-    num_steps: int = 4,
+    quick: bool = False,
     eps: Sequence[float] = DEFAULT_EPS,
     seed: int = 0,
     progress: bool = True,
     out: TextIO | None = None,
 ) -> DemoResult:
-    """Train a convolutional snnTorch SNN on the 8x8 digits and report its robust accuracy.
+    """Train the :data:`MODELS` on the digits, evaluate them, print and write the report.
 
-    The network is ``Conv(1→16) → Leaky → MaxPool → Conv(16→32) → Leaky → MaxPool →
-    Linear(128→10) → Leaky(output=True)`` with ``beta=0.9`` and ``init_hidden=True``, read
-    out through the time-mean membrane of the last layer (``SpikingClassifier(net,
-    num_steps)``). It is trained with Adam (learning rate 1e-2, batches of 128) and
-    cross-entropy on :func:`robust_spikes.data.digits` ``("train", seed=seed)``; with the
-    defaults this takes a few seconds on two CPU cores and reaches about 95% clean test
-    accuracy.
+    Each model is evaluated with :func:`robust_spikes.evaluate` (``protocol="both"``) on the
+    first test digits: the paper protocol (FGSM and PGD-7, step 0.01, random start, the
+    model's own surrogate) and the adaptive one (FGSM; PGD-20 through the model's own
+    gradient, the triangle surrogate and the ANN twin; Square with 200 queries; EOT with 10
+    samples and a 10-sample vote for the stochastic models; a PGD-40 convergence check and
+    the large-eps check). This is a smaller ensemble than ``evaluate``'s default, to fit a
+    few minutes on two CPU cores. The printed table lists clean accuracy and,
+    per radius, the paper and the adaptive worst case, then the masking flags.
 
-    It is then evaluated, in eval mode, on the 450 test images: clean accuracy, and for
-    each radius in ``eps`` the robust accuracy under ``torchattacks.FGSM(model, eps)`` and
-    ``torchattacks.PGD(model, eps, alpha=max(eps / 4, 0.5 / 255), steps=10,
-    random_start=True)``. An image counts as robust if it is classified correctly both
-    clean and under attack (so robust accuracy never exceeds clean accuracy); for
-    ``eps=0`` no attack is run and the robust accuracy is the clean accuracy.
-
-    Initialisation, shuffling and PGD's random start are seeded from ``seed`` inside
-    :func:`torch.random.fork_rng`, so the caller's global random state is left unchanged
-    and two calls with the same arguments give the same numbers on the same machine.
-
-    A report (a header, the training time, the clean accuracy and a Markdown table of
-    robust accuracies) is written to ``out``; a ``tqdm`` progress bar goes to stderr.
+    Full setting: 8 training epochs, 100 test images. ``quick=True`` (for tests): 1 epoch,
+    12 test images, fewer attacks (FGSM, PGD-20/triangle(1), Square-50), EOT 2, no
+    convergence check.
 
     Args:
-        epochs: Number of passes over the 1347 training images (a positive int).
-        num_steps: Number of simulation time steps ``T`` (a positive int).
-        eps: L-inf attack radii in the [0, 1] image scale, each in ``[0, 1]``; rows of the
-            table, in the order given.
-        seed: Seed of the data split, the initialisation, the shuffling and the attacks.
-        progress: Show progress bars for training and attacks on stderr.
-        out: Text stream the report is written to; default :data:`sys.stdout`.
+        out_dir: folder for ``report.md``, ``report.json`` and ``robustness.png`` (created);
+            ``None`` writes nothing.
+        quick: the small setting above.
+        eps: L-inf radii in [0, 1] (image scale).
+        seed: seed of the data split, initialisation, training and evaluation.
+        progress: progress bars on stderr.
+        out: stream for the report text; default ``sys.stdout``.
 
     Returns:
-        A :class:`DemoResult` dict: ``"clean_accuracy"`` (float), ``"robust_accuracy"``
-        (``{eps: {"FGSM": float, "PGD-10": float, "worst": float}}`` keyed by each
-        ``float(eps)``; ``"worst"`` counts a sample as robust only if neither attack broke
-        it),
-        ``"train_seconds"`` (wall time of the training loop), ``"num_test"`` (number of
-        test images) and ``"num_steps"``.
+        A :class:`DemoResult`: ``reports`` (name -> RobustnessReport), ``table`` (the
+        printed Markdown), ``seconds`` (wall time) and ``num_test``.
 
     Raises:
-        ValueError: If ``epochs`` or ``num_steps`` is not a positive int, or ``eps`` is
-            empty or holds a value that is not a finite number in ``[0, 1]``.
-        TypeError: If ``seed`` is not an int or ``eps`` is not a sequence.
-        ImportError: If snnTorch, torchattacks or scikit-learn is not installed (the
-            message names the extra to install).
+        ValueError: bad ``eps`` or ``seed`` (from :func:`robust_spikes.evaluate`).
+        ImportError: snnTorch, torchattacks or scikit-learn missing (names the extra).
 
     Example:
-        >>> import io
-        >>> report = io.StringIO()
-        >>> result = run_demo(epochs=1, eps=(0.0, 8 / 255), progress=False, out=report)
-        >>> result["num_test"], result["num_steps"], sorted(result["robust_accuracy"])
-        (450, 4, [0.0, 0.03137254901960784])
-        >>> result["robust_accuracy"][0.0]["PGD-10"] == result["clean_accuracy"]
-        True
-        >>> "| 8/255 " in report.getvalue()
-        True
+        ``run_demo(quick=True, out_dir="demo-out")`` takes well under a minute; the models:
+
+        >>> list(MODELS)[:3]
+        ['LIF', 'TA-LIF (HoSNN)', 'stochastic gates (StoG)']
     """
-    epochs = check_positive_int("epochs", epochs)
-    num_steps = check_positive_int("num_steps", num_steps)
-    radii = _check_eps(eps)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
-    seed = int(seed)
+    from robust_spikes.evaluation import evaluate
+
+    require("snntorch", "robust_spikes.demo")
+    require("torchattacks", "robust_spikes.demo")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    from robust_spikes.evaluation._evaluate import _check_eps
+
+    _check_eps(list(eps), "Linf")  # fail before training
     stream = sys.stdout if out is None else out
-
-    require("snntorch", "robust_spikes.demo")  # fail before loading data if it is missing
-    torchattacks = require("torchattacks", "robust_spikes.demo")
-    tqdm = require("tqdm", "robust_spikes.demo").tqdm
-    train_set, test_set = data.digits("train", seed=seed), data.digits("test", seed=seed)
-
+    started = time.perf_counter()
+    train, test = data.digits("train", seed=seed), data.digits("test", seed=seed)
+    num_test = 12 if quick else 100
+    x, y = test.images[:num_test], test.labels[:num_test]
+    epochs = 1 if quick else 8
+    options: dict[str, Any] = {
+        "attacks": list(_ATTACKS),
+        "square_queries": 200,
+        "eot": 10,
+        "convergence_steps": 40,
+    }
+    if quick:
+        options = {
+            "attacks": ["FGSM", "PGD-20/triangle(1)", "Square-50"],
+            "square_queries": 50,
+            "eot": 2,
+            "convergence_steps": None,
+        }
     _write(
         stream,
-        f"robust-spikes demo: a convolutional snnTorch SNN on the 8x8 digits "
-        f"(T={num_steps} steps, {epochs} epoch{'s' * (epochs != 1)}, seed {seed})",
+        f"robust-spikes demo: {len(MODELS)} spiking networks on the 8x8 digits (T={NUM_STEPS}, "
+        f"{epochs} epoch{'s' * (epochs != 1)}, {num_test} test images, seed {seed})",
     )
+    setup = _Setup((train.images, train.labels), epochs, seed, progress, {})
+    reports: dict[str, RobustnessReport] = {}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SpikingClassifier(build_net(), num_steps)
-        start = time.perf_counter()
-        _train(model, train_set.images, train_set.labels, epochs, seed, progress, tqdm)
-        train_seconds = time.perf_counter() - start
-        _write(stream, f"Training: {len(train_set)} images, {train_seconds:.1f} s")
-
-        model.eval()
-        x, y = test_set.images, test_set.labels
-        clean_correct = _correct(model, x, y)
-        clean_accuracy = _mean(clean_correct)
-        _write(stream, f"Clean accuracy: {_percent(clean_accuracy)} on {len(y)} test images")
-
-        robust: dict[float, dict[str, float]] = {}
-        attacked = [e for e in radii if e > 0.0]
-        bar = tqdm(
-            total=len(attacked) * len(_ATTACKS),
-            desc="attack",
-            unit="attack",
-            file=sys.stderr,
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        with bar:
-            for e in radii:
-                if e == 0.0:
-                    robust[e] = dict.fromkeys(_COLUMNS, clean_accuracy)
-                    continue
-                robust[e] = {}
-                survivors = clean_correct.clone()
-                for name in _ATTACKS:
-                    bar.set_postfix(eps=format_eps(e), attack=name, refresh=False)
-                    torch.manual_seed(seed)
-                    attack = _make_attack(torchattacks, name, model, e)
-                    correct = clean_correct & _correct(model, attack(x, y), y)
-                    robust[e][name] = _mean(correct)
-                    survivors &= correct
-                    bar.update(1)
-                robust[e]["worst"] = _mean(survivors)
-
-    _write(stream, _format_table(robust))
-    return {
-        "clean_accuracy": clean_accuracy,
-        "robust_accuracy": robust,
-        "train_seconds": train_seconds,
-        "num_test": len(y),
-        "num_steps": num_steps,
-    }
+        for name, builder in MODELS.items():
+            t0 = time.perf_counter()
+            model = builder(setup).eval()
+            t1 = time.perf_counter()
+            reports[name] = evaluate(
+                model,
+                (x, y),
+                eps=list(eps),
+                protocol="both",
+                seed=seed,
+                progress=progress,
+                **options,
+            )
+            _write(
+                stream,
+                f"  {name}: trained in {t1 - t0:.0f} s, evaluated in "
+                f"{time.perf_counter() - t1:.0f} s",
+            )
+    table = comparison_table(reports)
+    seconds = time.perf_counter() - started
+    _write(stream, "")
+    _write(stream, table)
+    _write(stream, f"Total time: {seconds:.0f} s")
+    if out_dir is not None:
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        body = [table, ""]
+        for name, report in reports.items():
+            body += [f"## {name}", "", report.to_markdown()]
+        (folder / "report.md").write_text("\n".join(body), encoding="utf-8")
+        summary = {name: r.to_dict() for name, r in reports.items()}
+        (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        series = {
+            f"{name}, {p}": [(e, a["worst"]) for e, a in r.protocol_accuracy(p).items()]
+            for name, r in reports.items()
+            for p in r.protocols
+        }
+        plot_curves(series, folder / "robustness.png", title="Digits: robust accuracy")
+        _write(stream, f"Wrote {folder / 'report.md'}, report.json and robustness.png")
+    return {"reports": reports, "table": table, "seconds": seconds, "num_test": num_test}
 
 
-def format_eps(eps: float) -> str:
-    """A readable label for an attack radius: ``"8/255"`` for multiples of 1/255.
+def comparison_table(reports: dict[str, RobustnessReport]) -> str:
+    """One Markdown table: per model, clean accuracy and paper / adaptive worst case per eps.
 
     Args:
-        eps: Radius in the [0, 1] image scale.
+        reports: ``name -> RobustnessReport`` evaluated with ``protocol="both"`` at the same
+            radii.
 
     Returns:
-        ``"k/255"`` when ``eps * 255`` is (to 1e-6) an integer ``k`` with ``0 < k < 255``,
-        otherwise the shortest ``%g`` form (``"0"``, ``"1"``, ``"0.03"``).
-
-    Example:
-        >>> format_eps(8 / 255), format_eps(0.0), format_eps(0.03)
-        ('8/255', '0', '0.03')
+        The table with a title line and a line per flagged model.
     """
-    k = round(eps * 255)
-    if 0 < k < 255 and abs(eps * 255 - k) < 1e-6:
-        return f"{k}/255"
-    return f"{eps:g}"
+    first = next(iter(reports.values()))
+    radii = first.settings["eps"]
+    header = ["model", "clean"]
+    for e in radii:
+        header += [f"paper {format_eps(e)}", f"adaptive {format_eps(e)}"]
+    header.append("flags")
+    rows = []
+    for name, report in reports.items():
+        paper, adaptive = report.protocol_accuracy("paper"), report.protocol_accuracy("adaptive")
+        row = [name, f"{100 * report.clean_accuracy:.1f}"]
+        for e in radii:
+            row += [f"{100 * paper[e]['worst']:.1f}", f"{100 * adaptive[e]['worst']:.1f}"]
+        row.append(", ".join(sorted({f["code"] for f in report.flags})) or "-")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            ":" + "-" * (w + 1) if i in (0, len(widths) - 1) else "-" * (w + 1) + ":"
+            for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    stochastic = [r.settings["eot"] for r in reports.values() if r.settings["stochastic"]]
+    eot = f", EOT with {max(stochastic)} samples for stochastic models" if stochastic else ""
+    title = (
+        f"Accuracy (%) on {first.num_samples} test digits under L-inf attacks (eps in the "
+        "[0, 1] image scale). paper: worst of FGSM and PGD-7 (step 0.01, random start), one "
+        f"random draw; adaptive: per-sample worst case of the robust-spikes ensemble{eot}."
+    )
+    return "\n".join([title, "", line(header), rule, *map(line, rows)])
 
 
-# ----------------------------------------------------------------------------- private
 def build_net() -> nn.Sequential:
     """The demo network for ``[N, 1, 8, 8]`` digits, in the idiomatic snnTorch style.
 
@@ -230,99 +344,6 @@ def build_net() -> nn.Sequential:
         nn.Linear(32 * 2 * 2, 10),
         snn.Leaky(beta=0.9, init_hidden=True, output=True),
     )
-
-
-def _train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    epochs: int,
-    seed: int,
-    progress: bool,
-    tqdm: Any,
-) -> None:
-    """Adam + cross-entropy, shuffled by a generator seeded with ``seed``."""
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=_LEARNING_RATE)
-    generator = torch.Generator().manual_seed(seed)
-    batches = math.ceil(len(x) / _BATCH_SIZE)
-    bar = tqdm(
-        total=epochs * batches,
-        desc="train",
-        unit="batch",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    with bar:
-        for epoch in range(epochs):
-            total, seen = 0.0, 0
-            for idx in torch.randperm(len(x), generator=generator).split(_BATCH_SIZE):
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-                bar.set_postfix(
-                    epoch=f"{epoch + 1}/{epochs}", loss=f"{total / seen:.3f}", refresh=False
-                )
-                bar.update(1)
-
-
-def _make_attack(torchattacks: Any, name: str, model: nn.Module, eps: float) -> Any:
-    if name == "FGSM":
-        return torchattacks.FGSM(model, eps=eps)
-    alpha = max(eps / 4, 0.5 / 255)
-    return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=_PGD_STEPS, random_start=True)
-
-
-def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(dim=1) == y
-
-
-def _mean(mask: torch.Tensor) -> float:
-    return float(mask.float().mean())
-
-
-def _percent(fraction: float) -> str:
-    return f"{100 * fraction:.1f}%"
-
-
-def _format_table(robust: dict[float, dict[str, float]]) -> str:
-    header = ["eps", "eps (float)", *_COLUMNS]
-    rows = [
-        [format_eps(e), f"{e:.4f}", *(_percent(accs[name]) for name in _COLUMNS)]
-        for e, accs in robust.items()
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:  # the label left-aligned, the numbers right-aligned
-        padded = [cells[0].ljust(widths[0])]
-        padded += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|:" + "-" * (widths[0] + 1) + "|" + "|".join("-" * (w + 1) + ":" for w in widths[1:])
-    rule += "|"
-    title = "Robust accuracy under L-inf attacks (eps in the [0, 1] image scale):"
-    return "\n".join([title, "", line(header), rule, *map(line, rows)])
-
-
-def _check_eps(eps: Any) -> list[float]:
-    if isinstance(eps, str) or not isinstance(eps, Sequence):
-        raise TypeError(
-            f"eps must be a sequence of floats in [0, 1], got {eps!r} of type {type(eps).__name__}"
-        )
-    if len(eps) == 0:
-        raise ValueError("eps must hold at least one radius, got an empty sequence")
-    radii = []
-    for e in eps:
-        ok = isinstance(e, numbers.Real) and not isinstance(e, bool)
-        if not (ok and math.isfinite(float(e)) and 0.0 <= float(e) <= 1.0):
-            raise ValueError(f"eps must hold finite numbers in [0, 1], got {e!r} in {eps!r}")
-        radii.append(float(e))
-    return radii
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -19,7 +19,7 @@ def test_readme_python_examples_run() -> None:
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
         results.append(dict(namespace))
-    attack, neurons, adaptive, training = results[:4]
+    attack, neurons, adaptive, training, evaluation = results[:5]
     x, x_adv = attack["x"], attack["x_adv"]
     assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
@@ -29,6 +29,9 @@ def test_readme_python_examples_run() -> None:
     assert len(adaptive["ensemble"].broken_by) == 32
     assert (adaptive["x_adv"] - adaptive["x"]).abs().max() <= 0.1 + 1e-6
     assert len(training["history"]) == 1 and training["gated"].is_stochastic
+    summary = evaluation["summary"]
+    assert summary["num_samples"] == 16 and summary["protocol"] == "both"
+    assert "Masking checks" in evaluation["table"]
 
 
 def test_readme_commands_exist() -> None:

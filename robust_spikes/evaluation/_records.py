@@ -1,0 +1,155 @@
+"""Per-sample evaluation records as JSON lines: append, resume, merge.
+
+A records file starts with one header line ``{"format": ..., "settings": {...}}`` and then
+holds one JSON object per evaluated sample, each with an ``"index"``. Records are appended
+one chunk at a time (one ``write`` and an ``fsync``), so a killed process leaves at most a
+truncated last line, which :func:`load` drops and :func:`open_for_append` cuts off before
+appending. A sample whose record is present is never evaluated again, so nothing is counted
+twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["FORMAT", "append", "dumps", "load", "open_for_append", "part_paths", "write_atomic"]
+
+FORMAT = "robust-spikes-records/1"
+
+
+def dumps(obj: Any) -> str:
+    """One canonical JSON line (sorted keys, no NaN), without the newline."""
+    return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(",", ":"))
+
+
+def part_paths(path: Path) -> list[Path]:
+    """Per-process part files of ``path`` left by a distributed run (``NAME.part-R``)."""
+    if not path.parent.is_dir():
+        return []
+    prefix = path.name + ".part-"
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+    """``(header, records, good_bytes)``: ``good_bytes`` ends the last complete line."""
+    raw = path.read_bytes()
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []
+    good = 0
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        last = number == len(lines)
+        if last and not line:
+            break  # the file ends with a newline
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            if last:  # no newline after it: a write cut short by a killed process
+                break
+            raise ValueError(
+                f"records file {str(path)!r} is corrupt at line {number}: {line[:80]!r}"
+            ) from None
+        if last:  # complete JSON but no newline: treat as cut short too
+            break
+        if number == 1:
+            if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+                raise ValueError(
+                    f"{str(path)!r} is not a robust-spikes records file (its first line is "
+                    f"not a {FORMAT!r} header)"
+                )
+            header = obj
+        else:
+            if not isinstance(obj, dict) or not isinstance(obj.get("index"), int):
+                raise ValueError(f"records file {str(path)!r}: line {number} has no index")
+            records.append(obj)
+        good += len(line) + 1
+    return header, records, good
+
+
+def load(
+    path: Path, settings: dict[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """Header and records (by index) of ``path`` and of its part files.
+
+    Args:
+        path: the records file (it and its parts may be missing).
+        settings: if given, every header must hold these settings exactly.
+
+    Returns:
+        ``(settings of the first header found or None, {index: record})``.
+
+    Raises:
+        ValueError: a file that is not a records file, is corrupt before its last line,
+            or was written with other settings (the message names the differing keys).
+    """
+    found: dict[str, Any] | None = None
+    records: dict[int, dict[str, Any]] = {}
+    for file in [path, *part_paths(path)]:
+        if not file.is_file() or file.stat().st_size == 0:
+            continue
+        header, rows, _ = _read(file)
+        if header is None:
+            continue
+        written = header.get("settings", {})
+        if settings is not None and written != settings:
+            keys = sorted(k for k in {*written, *settings} if written.get(k) != settings.get(k))
+            raise ValueError(
+                f"records {str(file)!r} were written with other settings (differing: "
+                f"{', '.join(keys)}); use another records path or the same settings"
+            )
+        found = written if found is None else found
+        for row in rows:
+            records.setdefault(row["index"], row)
+    return found, records
+
+
+def open_for_append(path: Path, settings: dict[str, Any]) -> IO[str]:
+    """Open ``path`` for appending records, writing the header if it is new.
+
+    A truncated last line (from a killed process) is cut off first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size > 0:
+        header, _, good = _read(path)
+        if header is None:  # only a truncated header: start over
+            good = 0
+        os.truncate(path, good)
+    stream = path.open("a", encoding="utf-8")
+    if stream.tell() == 0:
+        stream.write(dumps({"format": FORMAT, "settings": settings}) + "\n")
+        _sync(stream)
+    return stream
+
+
+def append(stream: IO[str], records: Iterable[dict[str, Any]]) -> None:
+    """Append ``records`` in one write, then flush and fsync."""
+    text = "".join(dumps(r) + "\n" for r in records)
+    if text:
+        stream.write(text)
+        _sync(stream)
+
+
+def write_atomic(path: Path, settings: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
+    """Write a complete records file (header, records by index) through a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(dumps({"format": FORMAT, "settings": settings}) + "\n")
+            for record in sorted(records, key=lambda r: r["index"]):
+                stream.write(dumps(record) + "\n")
+            _sync(stream)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sync(stream: IO[str]) -> None:
+    stream.flush()
+    os.fsync(stream.fileno())
