@@ -11,7 +11,7 @@ all alike); the script prints median epoch times and ratios to the plain epoch.
 ``--size 28`` the Conv(1->16)-Conv(16->32)-Linear(800->10) SNN of attack_step.py on the
 digits resized to 28x28, where the convolutions rather than per-batch overheads dominate.
 
-    python benchmarks/hire_cost.py [--size 8|28] [--repeats 5] [--device auto|cpu|cuda]
+    python benchmarks/hire_cost.py [--size 8|28] [--repeats 5] [--device auto|cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, choices=(8, 28), default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )

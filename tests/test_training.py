@@ -326,3 +326,31 @@ def test_fit_errors(kwargs, error, match: str) -> None:
 def test_fit_rejects_bad_train_data() -> None:
     with pytest.raises(ValueError, match="train_data"):
         fit(_model(), 5, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "calls"),
+    [
+        (lambda: FGSM(0.1), 2),  # the attack step's forward on x gives the clean logits
+        (lambda: PGD(0.1, alpha=0.05, steps=2), 4),  # random start: one more clean pass
+        (lambda: TRADES(0.1, steps=2), 5),  # no_grad clean, 2 steps, clean and adversarial
+        (lambda: RFGSM(0.1, alpha=0.05), 4),
+    ],
+)
+def test_training_accuracy_reuses_clean_logits(make, calls: int) -> None:
+    model = _model()
+    x, y = _small_data(32)
+    counted = []
+    handle = model.register_forward_hook(lambda m, i, o: counted.append(o.detach()))
+    try:
+        history = fit(model, (x, y), epochs=1, batch_size=32, adversary=make(), progress=False)
+    finally:
+        handle.remove()
+    assert len(counted) == calls
+    loss, logits = make().loss_and_logits(_model(), x, y)
+    assert loss.dim() == 0 and loss.requires_grad
+    if isinstance(make(), FGSM):
+        with torch.no_grad():
+            torch.testing.assert_close(logits, _model().eval()(x))
+    assert logits is None or logits.shape == (32, 10)
+    assert 0.0 <= history.train_accuracy[0] <= 1.0

@@ -111,6 +111,14 @@ class Adversary:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scalar training objective of this adversary (model in its current mode)."""
+        return self.loss_and_logits(model, x, y)[0]
+
+    def loss_and_logits(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`loss` and, when computing it gave them for free, the clean logits
+        (detached) from which :func:`~robust_spikes.training.fit` reads the training
+        accuracy; ``None`` otherwise (``fit`` then runs one more forward pass)."""
         raise NotImplementedError
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -156,16 +164,35 @@ class PGD(Adversary):
         self.steps = check_positive_int("steps", steps)
         self.random_start = bool(random_start)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on the adversarial examples."""
-        return F.cross_entropy(model(self.perturb(model, x, y)), y)
+    def loss_and_logits(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Cross-entropy on the adversarial examples; without a random start the first
+        step's forward pass is on ``x`` itself, and its logits come back too."""
+        seen: list[torch.Tensor] = []
+        with _eval_mode(model):
+            x_adv = self._perturb(model, x.detach(), y, seen)
+        return F.cross_entropy(model(x_adv), y), (seen[0] if seen else None)
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        seen: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         x_adv = x
         if self.random_start:
             x_adv = _project(x + (2 * self._noise(model, x, "uniform") - 1) * self.eps, x, self.eps)
+
+        def objective(z: torch.Tensor) -> torch.Tensor:
+            logits = model(z)
+            if seen is not None and not seen and not self.random_start:
+                seen.append(logits.detach())  # the clean logits, from the first step
+            return F.cross_entropy(logits, y)
+
         for _ in range(self.steps):
-            grad = _input_grad(lambda z: F.cross_entropy(model(z), y), x_adv)
+            grad = _input_grad(objective, x_adv)
             x_adv = _project(x_adv + self.alpha * grad.sign(), x, self.eps)
         return x_adv
 
@@ -232,11 +259,14 @@ class TRADES(Adversary):
         alpha = self.eps / 4 if alpha is None else alpha
         self.alpha = _check_real("alpha", alpha, 0.0, 1.0, low_open=True)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``CE(f(x), y) + beta * KL(f(x) || f(x_adv))``."""
+    def loss_and_logits(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``CE(f(x), y) + beta * KL(f(x) || f(x_adv))`` and the clean logits ``f(x)``."""
         x_adv = self.perturb(model, x, y)
         logits = model(x)
-        return F.cross_entropy(logits, y) + self.beta * _kl(logits, model(x_adv))
+        loss = F.cross_entropy(logits, y) + self.beta * _kl(logits, model(x_adv))
+        return loss, logits.detach()
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -283,11 +313,14 @@ class RFGSM(Adversary):
         self.alpha = _check_real("alpha", alpha, 0.0, self.eps, low_open=False)
         self.beta = _check_real("beta", beta, 0.0, math.inf, low_open=False)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``CE(f(x), y) + beta * KL(f(x') || f(x))``."""
+    def loss_and_logits(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``CE(f(x), y) + beta * KL(f(x') || f(x))`` and the clean logits ``f(x)``."""
         x_adv = self.perturb(model, x, y)
         logits = model(x)
-        return F.cross_entropy(logits, y) + self.beta * _kl(model(x_adv), logits)
+        loss = F.cross_entropy(logits, y) + self.beta * _kl(model(x_adv), logits)
+        return loss, logits.detach()
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

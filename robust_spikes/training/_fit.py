@@ -99,7 +99,9 @@ def fit(
         optimizer: default ``torch.optim.Adam(model.parameters(), lr=1e-3)``.
         adversary: ``None`` for clean training, else an object with
             ``loss(model, x, y) -> scalar`` such as :class:`~robust_spikes.training.FGSM`,
-            ``PGD``, ``TRADES`` or ``RFGSM``.
+            ``PGD``, ``TRADES`` or ``RFGSM``. If it also has ``loss_and_logits`` returning
+            the clean logits it computed anyway, the training accuracy is read from them;
+            otherwise from one more forward pass on the clean batch.
         regularizers: see above.
         val_data: like ``train_data``; its accuracy (model in eval mode) is recorded per epoch.
         callbacks: callables ``(epoch, history) -> None`` called after each epoch
@@ -136,9 +138,15 @@ def fit(
             logits = model(x)
             loss = F.cross_entropy(logits, y)
         else:
-            loss = adversary.loss(model, x, y)
-            with torch.no_grad():
-                logits = model(x)
+            loss_and_logits = getattr(adversary, "loss_and_logits", None)
+            if callable(loss_and_logits):
+                loss, clean_logits = loss_and_logits(model, x, y)
+            else:
+                loss, clean_logits = adversary.loss(model, x, y), None
+            if clean_logits is None:  # the adversary did not see the clean batch
+                with torch.no_grad():
+                    clean_logits = model(x)
+            logits = clean_logits
         return update(model, optimizer_, loss, regularizers), logits
 
     optimizer_ = optimizer if optimizer is not None else _adam(model)
