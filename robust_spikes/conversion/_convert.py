@@ -35,7 +35,7 @@ __all__ = ["LIF_BETA", "convert", "thresholds"]
 TARGETS = ("snntorch", "spikingjelly")
 NEURONS = ("if", "lif")
 LIF_BETA = 0.95  # membrane leak per step of neuron="lif" (snnTorch beta; SpikingJelly tau 20)
-RESET = "zero"  # hard reset to 0 after a spike, as Özdenizci & Legenstein's IF neurons
+RESETS = ("subtract", "zero")
 CALIBRATION_BATCH = 256  # tensors given as calibration data are split into batches this size
 SURROGATE_GAMMA = 1.0  # half-width of the triangle surrogate (Özdenizci & Legenstein)
 
@@ -167,6 +167,7 @@ def convert(
     percentile: float = 99.7,
     scale: float = 1.0,
     calibration_steps: int = 100,
+    reset: str = "subtract",
 ) -> torch.fx.GraphModule:
     """Convert a ReLU network into a spiking network of snnTorch or SpikingJelly.
 
@@ -179,7 +180,7 @@ def convert(
     1. every ReLU (``nn.ReLU`` modules, ``F.relu``/``torch.relu``/``x.relu()`` in the traced
        code; ``nn.ReLU6``/``F.relu6`` with the threshold capped at 6) becomes a spiking layer:
        an integrate-and-fire neuron (``neuron="if"``) or a leaky one (``"lif"``, leak
-       :data:`LIF_BETA` per step) with hard reset to 0, each call site its own layer (a
+       :data:`LIF_BETA` per step), each call site its own layer (a
        ReLU module used twice, as in torchvision's ResNet blocks, gives two layers). Its
        spikes carry the amplitude of its threshold, so the time average of its output
        approximates the ReLU's output and biases keep their scale;
@@ -192,9 +193,19 @@ def convert(
        and neurons is taken, and the maximum over batches becomes its threshold; at the
        end every threshold is multiplied by ``scale`` (0.3 for 8 steps in the paper).
 
+    Reset: after a spike the membrane loses the threshold (``reset="subtract"``, the
+    default), which keeps the charge above threshold, so the firing rate converges to
+    ``relu(z) / threshold`` and the SNN to the ANN as ``num_steps`` grows (Rueckauer et
+    al. 2017); ``reset="zero"`` is the hard reset of Özdenizci & Legenstein's IF neurons,
+    whose rate (about ``1 / ceil(threshold / z)`` for a constant current z) stays biased
+    however long the SNN runs (the robust fine-tuning then adapts weights and thresholds
+    to it).
+
     Supported layers: convolutions (1-3d), linear, batch norm, dropout, max/average
-    pooling (also adaptive), flatten, identity, residual additions and concatenation;
-    any other layer or function raises an error naming it.
+    pooling (also adaptive; max pooling right after a ReLU is moved before the spiking
+    layer, which the ANN does not notice and which avoids max-pooling spikes), flatten,
+    identity, residual additions and concatenation; any other layer or function raises
+    an error naming it.
 
     The result runs one time step per call in both targets: snnTorch ``Leaky`` neurons
     with ``init_hidden=True`` and ``learn_threshold=True``; SpikingJelly IF/LIF nodes in
@@ -219,6 +230,7 @@ def convert(
         percentile: percentile of the input current used as threshold, in (0, 100].
         scale: factor applied to every threshold after calibration (> 0).
         calibration_steps: time steps simulated per batch and layer during calibration.
+        reset: ``"subtract"`` (reset by subtraction) or ``"zero"`` (hard reset to 0).
 
     Returns:
         A ``torch.fx.GraphModule`` that ``rs.SpikingClassifier(snn, num_steps)`` wraps.
@@ -227,8 +239,8 @@ def convert(
         One call: the ANN's input ``[N, ...]`` to its output ``[N, K]`` for one time step.
 
     Raises:
-        ValueError: bad ``target`` or ``neuron`` (the message lists the valid names),
-            ``num_steps``, ``percentile``, ``scale`` or ``calibration_steps``; empty or
+        ValueError: bad ``target``, ``neuron`` or ``reset`` (the message lists the valid
+            names), ``num_steps``, ``percentile``, ``scale`` or ``calibration_steps``; empty or
             non-float ``calibration_data``; an ANN without ReLU.
         TypeError: ``ann`` is not a module or cannot be traced; an unsupported layer or
             function (the message names it and its type).
@@ -248,6 +260,8 @@ def convert(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if neuron not in NEURONS:
         raise ValueError(f"neuron must be one of {NEURONS}, got {neuron!r}")
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
     num_steps = check_num_steps(num_steps)
     percentile = _check_number("percentile", percentile, 0.0, 100.0, low_open=True)
     scale = _check_number("scale", scale, 0.0, math.inf, low_open=True)
@@ -281,7 +295,7 @@ def convert(
         gm,
         activations,
         lambda: host_module.make_neuron(
-            neuron, LIF_BETA, RESET, spike_function.spike_function(tie)
+            neuron, LIF_BETA, reset, spike_function.spike_function(tie)
         ),
         host_module.THRESHOLD,
     )

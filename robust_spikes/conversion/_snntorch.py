@@ -2,7 +2,9 @@
 
 snnTorch's ``Leaky`` keeps its threshold as an ``nn.Parameter`` when
 ``learn_threshold=True``; ``beta = 1`` makes it an integrate-and-fire neuron. The neurons
-use ``init_hidden=True`` so that one call of the converted network is one time step.
+use ``init_hidden=True`` so that one call of the converted network is one time step, and
+``reset_delay=False``, so that the membrane is reset in the step of the spike and the
+reset amount decays with the membrane: the same dynamics as SpikingJelly's nodes.
 """
 
 from __future__ import annotations
@@ -24,4 +26,5 @@ def make_neuron(kind: str, beta: float, reset: str, spike_function: nn.Module) -
         init_hidden=True,
         reset_mechanism=reset,
         spike_grad=spike_function,
+        reset_delay=False,  # reset in the step of the spike, as SpikingJelly
     )
