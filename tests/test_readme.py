@@ -19,7 +19,7 @@ def test_readme_python_examples_run() -> None:
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
         results.append(dict(namespace))
-    attack, neurons, adaptive = results
+    attack, neurons, adaptive, conversion = results
     x, x_adv = attack["x"], attack["x_adv"]
     assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
@@ -28,6 +28,8 @@ def test_readme_python_examples_run() -> None:
     assert neurons["model"].is_stochastic
     assert len(adaptive["ensemble"].broken_by) == 32
     assert (adaptive["x_adv"] - adaptive["x"]).abs().max() <= 0.1 + 1e-6
+    assert list(conversion["thresholds"]) == ["2.v_threshold"]
+    assert len(conversion["history"]) == 1
 
 
 def test_readme_commands_exist() -> None:
