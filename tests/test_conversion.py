@@ -28,7 +28,7 @@ TARGETS = ("snntorch", "spikingjelly")
 
 
 # ------------------------------------------------------------------------------ models
-def conv_ann(channels: int = 8, hidden: int = 32) -> nn.Sequential:
+def conv_ann(channels: int = 8, hidden: int = 32, dropout: bool = True) -> nn.Sequential:
     """VGG-style: conv, batch norm, ReLU, max pooling, flatten, linear, dropout."""
     return nn.Sequential(
         nn.Conv2d(1, channels, 3, padding=1),
@@ -38,7 +38,7 @@ def conv_ann(channels: int = 8, hidden: int = 32) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(channels * 16, hidden),
         nn.ReLU(),
-        nn.Dropout(0.1),
+        *([nn.Dropout(0.1)] if dropout else []),
         nn.Linear(hidden, 10),
     )
 
@@ -125,7 +125,7 @@ def _trained_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     if name == "conv":
         net, adversary, epochs = conv_ann(), None, 8
     elif name == "adv":
-        net, epochs = conv_ann(16, 64), 10
+        net, epochs = conv_ann(16, 64, dropout=False), 10  # benchmarks/conversion_digits.py
         adversary = rs.training.PGD(0.1, alpha=0.1 / 3, steps=5)
     else:
         net, adversary, epochs = TinyResNet(), None, 6
@@ -136,7 +136,8 @@ def _trained_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def trained(name: str) -> nn.Module:
-    net = {"conv": conv_ann, "adv": lambda: conv_ann(16, 64), "resnet": TinyResNet}[name]()
+    builders = {"conv": conv_ann, "adv": lambda: conv_ann(16, 64, dropout=False)}
+    net = builders.get(name, TinyResNet)()
     net.load_state_dict(_trained_state(name))
     return net.eval()
 
@@ -158,9 +159,10 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 # ---------------------------------------------------------------- conversion accuracy
 @pytest.mark.parametrize("target", TARGETS)
 def test_accuracy_approaches_the_ann_as_num_steps_grows(target: str) -> None:
-    """Measured (seed 0-2 ANNs, 8 epochs): ANN 0.931/0.907/0.938; SNN accuracy at 8, 32,
-    128 steps 0.882/0.931/0.927, 0.878/0.893/0.896, 0.896/0.918/0.924; agreement with the
-    ANN's predictions 0.90-0.93 at 8 steps and 0.97-0.98 at 128."""
+    """Measured (ANNs of seeds 0-2, both targets alike): ANN accuracy 0.931 / 0.907 /
+    0.938; SNN at 8, 32, 128 steps 0.913 / 0.927 / 0.933, 0.909 / 0.904 / 0.907,
+    0.924 / 0.938 / 0.938; agreement with the ANN's predictions 0.944-0.953, 0.984-0.989,
+    0.996-1.000; mean absolute logit error 0.39-0.70, 0.10-0.18, 0.03-0.05."""
     x, _, x_test, y_test = digits_tensors()
     ann = trained("conv")
     with torch.no_grad():
@@ -175,10 +177,10 @@ def test_accuracy_approaches_the_ann_as_num_steps_grows(target: str) -> None:
         agree[steps] = (logits.argmax(1) == ann_logits.argmax(1)).float().mean().item()
         error[steps] = (logits - ann_logits).abs().mean().item()
     assert ann_acc > 0.85, f"the ANN did not train ({ann_acc:.3f})"
-    assert error[8] > error[32] > error[128], error
-    assert acc[8] <= acc[32] and acc[8] <= acc[128], acc
-    assert abs(acc[128] - ann_acc) <= 0.02, (acc, ann_acc)
-    assert agree[128] >= agree[8] + 0.02 and agree[128] >= 0.95, agree
+    assert error[8] > 2 * error[32] > 4 * error[128], error
+    assert agree[8] < agree[32] < agree[128] and agree[128] >= 0.99, agree
+    gap = {steps: abs(a - ann_acc) for steps, a in acc.items()}
+    assert gap[128] <= min(gap[8], 0.01) + 1e-9, (acc, ann_acc)
 
 
 def test_both_targets_compute_the_same_network() -> None:
@@ -522,19 +524,22 @@ def _pgd_accuracy(model: rs.SpikingClassifier, x: torch.Tensor, y: torch.Tensor)
     return _accuracy(model, attack(x, y), y)
 
 
-def test_robust_finetune_raises_pgd_robust_accuracy() -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_robust_finetune_raises_pgd_robust_accuracy(target: str) -> None:
     """Fine-tuning a converted adversarially trained ANN beats the plain conversion.
 
     ANN: 16-channel conv net, PGD-AT (eps 0.1, 5 steps) for 10 epochs; converted to IF
     neurons with the paper's low-latency scale 0.3 at 8 steps; fine-tuned 5 epochs
     (eps 0.1, alpha 0.05, lr 0.05). PGD-10 (eps 0.1, alpha 0.025, random start) robust
     accuracy on the 450 test digits, measured with ``benchmarks/conversion_digits.py``
-    (snnTorch, seeds 0-2): plain conversion 0.669 / 0.651 / 0.676, fine-tuned
-    0.724 / 0.760 / 0.731, margins 0.055 / 0.109 / 0.055. The test asserts 0.03.
+    (seeds 0-2): snnTorch plain 0.660 / 0.636 / 0.704, fine-tuned 0.733 / 0.778 / 0.769
+    (margins 0.073 / 0.142 / 0.064); SpikingJelly plain 0.644 / 0.640 / 0.687, fine-tuned
+    0.722 / 0.791 / 0.793 (margins 0.078 / 0.151 / 0.107). The test (seed 0) asserts
+    0.03, about half the smallest margin.
     """
     x, y, x_test, y_test = digits_tensors()
     ann = trained("adv")
-    net = convert(ann, x[:256], target="snntorch", scale=0.3, calibration_steps=20)
+    net = convert(ann, x[:256], target=target, scale=0.3, calibration_steps=20)
     model = rs.SpikingClassifier(net, 8)
     plain = _pgd_accuracy(model, x_test, y_test)
     before = _values(net)
