@@ -224,7 +224,10 @@ def test_neuron_types_and_leak() -> None:
     c = convert(mlp_ann(), x[:32], target="spikingjelly", reset="zero", calibration_steps=3)
     nodes = [m for m in c.modules() if isinstance(m, neuron.IFNode)]
     assert len(nodes) == 2 and all(m.v_reset == 0.0 and m.step_mode == "s" for m in nodes)
-    d = convert(mlp_ann(), x[:32], target="snntorch", reset="zero", calibration_steps=3)
+    d = convert(
+        mlp_ann(), x[:32], target="snntorch", reset="zero", num_steps=5, calibration_steps=3
+    )
+    assert d.num_steps == 5 and copy.deepcopy(d).num_steps == 5
     assert all(m.reset_mechanism == "zero" for m in d.modules() if isinstance(m, snn.Leaky))
 
 

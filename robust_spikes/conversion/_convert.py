@@ -37,7 +37,7 @@ NEURONS = ("if", "lif")
 LIF_BETA = 0.95  # membrane leak per step of neuron="lif" (snnTorch beta; SpikingJelly tau 20)
 RESETS = ("subtract", "zero")
 CALIBRATION_BATCH = 256  # tensors given as calibration data are split into batches this size
-SURROGATE_GAMMA = 1.0  # half-width of the triangle surrogate (Özdenizci & Legenstein)
+SURROGATE_GAMMA = 1.0  # triangle half-width, in units of each layer's threshold
 
 # Activations that become spiking layers, with the cap of the threshold (ReLU6: 6).
 _RELU_MODULES: tuple[tuple[type[nn.Module], float | None], ...] = (
@@ -214,7 +214,11 @@ def convert(
     reads out as logits. The thresholds (see :func:`thresholds`) are parameters, so they
     are saved in ``state_dict`` and learnt by :func:`robust_finetune`. The spike functions
     fire as their framework's Heaviside step with the triangle surrogate
-    (:class:`~robust_spikes.gradients.Triangle`, ``gamma = 1``) in the backward pass.
+    (:class:`~robust_spikes.gradients.Triangle`) in the backward pass, of half-width equal
+    to the layer's threshold after conversion (``gamma = 1`` on the potential divided by
+    the threshold; Özdenizci & Legenstein use ``gamma = 1``). A fixed half-width of 1 would
+    cover a small part of the potential's range in layers whose thresholds are several
+    units large, and gradient attacks through it would overstate robustness.
 
     Args:
         ann: a ReLU network traceable by ``torch.fx`` (no data-dependent control flow).
@@ -237,6 +241,10 @@ def convert(
 
     Shape:
         One call: the ANN's input ``[N, ...]`` to its output ``[N, K]`` for one time step.
+
+    Warns:
+        RuntimeWarning: a spiking layer that receives no positive current on the
+            calibration data (its threshold is left at 1).
 
     Raises:
         ValueError: bad ``target``, ``neuron`` or ``reset`` (the message lists the valid
@@ -310,7 +318,16 @@ def convert(
             value.mul_(scale)
             if cap is not None:
                 value.clamp_(max=cap)
+            # The surrogate's width follows the layer's scale: a fixed width would cover a
+            # small part of the potential's range in layers with large thresholds, and
+            # gradient attacks through it would fail (gradient masking).
+            width = Triangle(gamma=SURROGATE_GAMMA * float(value))
+            setattr(module, host_module.SPIKE_FUNCTION, width.spike_function(tie))
     gm.num_steps = num_steps  # type: ignore[assignment]
+    # torch.fx's deepcopy rebuilds the module and keeps only the attributes listed here.
+    key = getattr(torch.fx.graph_module, "_USER_PRESERVED_ATTRIBUTES_KEY", None)
+    if key is not None:
+        gm.meta.setdefault(key, {})["num_steps"] = num_steps
     return gm
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import snntorch
 from torch import nn
 
-__all__ = ["THRESHOLD", "make_neuron"]
+__all__ = ["SPIKE_FUNCTION", "THRESHOLD", "make_neuron"]
 
+SPIKE_FUNCTION = "spike_grad"  # attribute holding the spike function
 THRESHOLD = "threshold"  # attribute holding the threshold Parameter
 
 

@@ -16,8 +16,9 @@ import torch
 from spikingjelly.activation_based import neuron
 from torch import nn
 
-__all__ = ["THRESHOLD", "ThresholdIFNode", "ThresholdLIFNode", "make_neuron"]
+__all__ = ["SPIKE_FUNCTION", "THRESHOLD", "ThresholdIFNode", "ThresholdLIFNode", "make_neuron"]
 
+SPIKE_FUNCTION = "surrogate_function"  # attribute holding the spike function
 THRESHOLD = "v_threshold"  # attribute holding the threshold Parameter
 
 
