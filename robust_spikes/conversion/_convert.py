@@ -195,11 +195,11 @@ def convert(
 
     Reset: after a spike the membrane loses the threshold (``reset="subtract"``, the
     default), which keeps the charge above threshold, so the firing rate converges to
-    ``relu(z) / threshold`` and the SNN to the ANN as ``num_steps`` grows (Rueckauer et
-    al. 2017); ``reset="zero"`` is the hard reset of Özdenizci & Legenstein's IF neurons,
-    whose rate (about ``1 / ceil(threshold / z)`` for a constant current z) stays biased
-    however long the SNN runs (the robust fine-tuning then adapts weights and thresholds
-    to it).
+    ``min(relu(z), threshold) / threshold`` for a current z and the SNN to the ANN as
+    ``num_steps`` grows (Rueckauer et al. 2017); ``reset="zero"`` is the hard reset of
+    Özdenizci & Legenstein's IF neurons, whose rate (about ``1 / ceil(threshold / z)``
+    for a constant current z) stays biased however long the SNN runs (the robust
+    fine-tuning then adapts weights and thresholds to it).
 
     Supported layers: convolutions (1-3d), linear, batch norm, dropout, max/average
     pooling (also adaptive; max pooling right after a ReLU is moved before the spiking
