@@ -9,7 +9,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from robust_spikes import data, encoders, evaluation, gradients, neurons, training
+from robust_spikes import conversion, data, encoders, evaluation, gradients, neurons, training
 from robust_spikes.classifier import SpikingClassifier
 from robust_spikes.evaluation import certify, evaluate
 from robust_spikes.neurons import adapt
@@ -25,6 +25,7 @@ __all__ = [
     "adapt",
     "attacks",
     "certify",
+    "conversion",
     "data",
     "encoders",
     "evaluate",

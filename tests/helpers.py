@@ -134,6 +134,38 @@ def sj_seq_to_ann(kind: str = "lif") -> nn.Sequential:
     return net
 
 
+# ---------------------------------------------------------------------- converted ANNs
+def ann_conv() -> nn.Sequential:
+    """A small VGG-style ReLU network for 8x8 digits (conv, batch norm, pooling, dropout)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 32),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(32, 10),
+    )
+
+
+@functools.cache
+def _converted(target: str) -> nn.Module:
+    torch.manual_seed(0)
+    ann = ann_conv()
+    x, y, _, _ = digits_tensors()
+    rs.training.fit(ann, (x, y), epochs=5, batch_size=64, progress=False)
+    return rs.conversion.convert(ann.eval(), x[:256], target=target, calibration_steps=20)
+
+
+def converted(target: str) -> nn.Module:
+    """A fresh copy of a trained ANN converted to ``target`` (the conversion is cached)."""
+    import copy
+
+    return copy.deepcopy(_converted(target))
+
+
 # -------------------------------------------------------------------------------- data
 @functools.lru_cache(maxsize=1)
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ def test_readme_python_examples_run() -> None:
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
         results.append(dict(namespace))
-    attack, neurons, adaptive, training, evaluation = results[:5]
+    attack, neurons, adaptive, training, evaluation, conversion = results[:6]
     x, x_adv = attack["x"], attack["x_adv"]
     assert isinstance(x, torch.Tensor) and isinstance(x_adv, torch.Tensor)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
@@ -32,6 +32,8 @@ def test_readme_python_examples_run() -> None:
     summary = evaluation["summary"]
     assert summary["num_samples"] == 16 and summary["protocol"] == "both"
     assert "Masking checks" in evaluation["table"]
+    assert list(conversion["thresholds"]) == ["2.v_threshold"]
+    assert len(conversion["history"]) == 1
 
 
 def test_readme_commands_exist() -> None:

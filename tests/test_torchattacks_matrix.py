@@ -1,7 +1,8 @@
 """Every torchattacks attack on a classifier, against wrapped snnTorch and SpikingJelly models.
 
-The models: a trained plain SNN of each framework, and the same with TA-LIF neurons and
-with stochastic gates (EOTPGD, APGD and APGDT run with eot_iter=2 on the gated ones).
+The models: a trained plain SNN of each framework, the same with TA-LIF neurons and
+with stochastic gates (EOTPGD, APGD and APGDT run with eot_iter=2 on the gated ones),
+and a trained ANN converted to each framework by ``rs.conversion.convert``.
 Each run checks: no error; ``|x_adv - x|_inf <= eps + 1e-6`` (or the L2 bound) for
 bounded attacks; ``x_adv`` in [0, 1]; the model's train/eval mode restored. Settings
 are small so the matrix stays fast; each attack with an EOT or restart option runs
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-from helpers import NUM_STEPS, digits_tensors, trained
+from helpers import NUM_STEPS, converted, digits_tensors, trained
 
 import robust_spikes as rs
 from robust_spikes import SpikingClassifier
@@ -145,6 +146,9 @@ MODELS = {
     "spikingjelly-ta-lif": lambda: adapted("spikingjelly", "ta-lif"),
     "snntorch-gate": lambda: adapted("snntorch", "stochastic-gate"),
     "spikingjelly-gate": lambda: adapted("spikingjelly", "stochastic-gate"),
+    # ANNs converted by rs.conversion.convert (threshold Parameters, single-step graphs)
+    "snntorch-converted": lambda: SpikingClassifier(converted("snntorch"), NUM_STEPS),
+    "spikingjelly-converted": lambda: SpikingClassifier(converted("spikingjelly"), NUM_STEPS),
 }
 
 
