@@ -11,7 +11,8 @@ all alike); the script prints median epoch times and ratios to the plain epoch.
 ``--size 28`` the Conv(1->16)-Conv(16->32)-Linear(800->10) SNN of attack_step.py on the
 digits resized to 28x28, where the convolutions rather than per-batch overheads dominate.
 
-    python benchmarks/hire_cost.py [--size 8|28] [--repeats 5] [--device auto|cpu|cuda] [--threads N]
+    python benchmarks/hire_cost.py [--size 8|28] [--repeats 5] [--device auto|cpu|cuda]
+        [--threads N]
 """
 
 from __future__ import annotations
