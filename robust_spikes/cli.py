@@ -433,7 +433,7 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        summary="train five SNNs on the 8x8 digits and evaluate them under both protocols",
+        summary="train six SNNs on the 8x8 digits and evaluate them under both protocols",
         add_arguments=_add_demo_arguments,
         handler=_run_demo,
     ),

@@ -1,12 +1,13 @@
-"""The full demo: five robust-spikes models on the digits, evaluated under both protocols.
+"""The full demo: six robust-spikes models on the digits, evaluated under both protocols.
 
 :func:`run_demo` is what ``robust-spikes demo`` and ``make demo`` run. On scikit-learn's 8x8
 digits (no download) it trains a plain LIF SNN (the snnTorch network of :func:`build_net`),
 its TA-LIF adaptation (HoSNN neurons), a stochastically gated version (StoG), a
-Poisson-coded SNN and an FGSM-trained SNN; evaluates each with :func:`robust_spikes.evaluate`
-under the literature's protocol and the adaptive one; prints one table that compares them;
-and writes ``report.md``, ``report.json`` and ``robustness.png``. New models are added in one
-place, :data:`MODELS`.
+Poisson-coded SNN, an FGSM-trained SNN and a PGD-trained ANN converted to an SNN and
+fine-tuned (:mod:`robust_spikes.conversion`, T=8); evaluates each with
+:func:`robust_spikes.evaluate` under the literature's protocol and the adaptive one;
+prints one table that compares them; and writes ``report.md``, ``report.json`` and
+``robustness.png``. New models are added in one place, :data:`MODELS`.
 """
 
 from __future__ import annotations
@@ -122,14 +123,43 @@ def _fgsm_trained(setup: _Setup) -> SpikingClassifier:
     return model
 
 
+def _converted(setup: _Setup) -> SpikingClassifier:
+    from robust_spikes.conversion import convert, robust_finetune
+    from robust_spikes.training import PGD
+
+    torch.manual_seed(setup.seed)
+    ann = nn.Sequential(  # build_net's layout with ReLU for the neurons
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 2 * 2, 10),
+    )  # fmt: skip
+    _fit(ann, setup, setup.epochs, adversary=PGD(8 / 255, alpha=3 / 255, steps=3))
+    snn = convert(ann.eval(), setup.train[0][:256], scale=0.3, calibration_steps=20)
+    model = SpikingClassifier(snn, CONVERTED_STEPS)
+    robust_finetune(
+        model,
+        setup.train,
+        eps=8 / 255,
+        alpha=4 / 255,
+        epochs=max(1, setup.epochs // 4),
+        lr=0.05,
+        seed=setup.seed,
+        progress=setup.progress,
+    )
+    return model
+
+
+CONVERTED_STEPS = 8
+
+
 MODELS: dict[str, Callable[[_Setup], SpikingClassifier]] = {
     "LIF": _lif,
     "TA-LIF (HoSNN)": _ta_lif,
     "stochastic gates (StoG)": _gated,
     "Poisson-coded": _poisson,
     "FGSM-trained (8/255)": _fgsm_trained,
-    # Add a model here: "name": builder(setup) -> SpikingClassifier. The converted ANN
-    # (robust_spikes.conversion, being built on another branch) goes in as one entry.
+    f"converted PGD-trained ANN, fine-tuned (T={CONVERTED_STEPS})": _converted,
+    # Add a model here: "name": builder(setup) -> SpikingClassifier.
 }
 """The demo's models, in table order: ``name -> builder(setup) -> SpikingClassifier``."""
 

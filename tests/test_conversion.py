@@ -627,3 +627,26 @@ def test_robust_finetune_errors() -> None:
     ]:
         with pytest.raises(ValueError, match=match):
             robust_finetune(model, (x, y), **kwargs)
+
+
+@pytest.mark.parametrize("target", ["snntorch", "spikingjelly"])
+def test_ann_twin_of_a_converted_model_is_the_ann(target: str) -> None:
+    """Gradient mode 'ann' on a converted graph: relu(current) / threshold per hidden
+    neuron, spikes scaled by the threshold after it, so the twin computes the ANN."""
+    torch.manual_seed(1)
+    ann = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10),
+    )  # fmt: skip
+    x = torch.rand(16, 1, 8, 8)
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        ann.train()(x * 2)
+    ann.eval()
+    model = rs.SpikingClassifier(convert(ann, x, target=target, scale=0.5), 8)
+    with torch.no_grad():
+        spiking = model(x)
+        with model.gradient("ann"):
+            twin = model(x)
+        torch.testing.assert_close(twin, ann(x), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(spiking, twin, atol=1e-3)  # outside the block: the SNN
+        torch.testing.assert_close(model(x), spiking)

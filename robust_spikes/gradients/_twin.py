@@ -18,6 +18,13 @@ encoder (a rate encoder's expectation is ``x`` itself) and the readout:
   their input as a length-1 sequence ``[1, N, ...]`` and give back its only step (plain
   torch layers, e.g. inside ``SeqToANNContainer``, get ``[N, ...]``).
 
+A ``torch.fx.GraphModule`` (what :func:`robust_spikes.conversion.convert` returns) gets
+the same treatment on its graph: a copy of the graph calls ``relu(current) / threshold``
+(an integrate-and-fire neuron's rate) where it called a hidden neuron and passes a neuron
+that produces the output straight through, on the network's own layers (shared, not
+copied). For a converted ANN, whose spikes carry the threshold as amplitude, the twin is
+the ANN itself, batch norm folded.
+
 Leak, threshold and input-decay constants are ignored (the twin is the network's ReLU
 counterpart, not a rate model of it). Batch norm and dropout follow the modules' own
 train/eval modes.
@@ -25,9 +32,11 @@ train/eval modes.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -59,6 +68,7 @@ class ANNTwin(GradientMode):
             )
         super().__init__(model, None)
         self._layers: list[tuple[nn.Module, str]] = []
+        self._graph: torch.fx.GraphModule | None = None
 
     def install(self) -> None:
         from robust_spikes.classifier import _time_batchable
@@ -66,6 +76,12 @@ class ANNTwin(GradientMode):
         model = self.model
         host, net = model._host, model.net
         leaves = _time_batchable(net, host)
+        if leaves is None and isinstance(net, torch.fx.GraphModule):
+            if GRADIENT_CALL in model.__dict__:
+                raise RuntimeError(f"{type(model).__name__} already has an active gradient mode")
+            self._graph = _graph_twin(net, {id(m) for m in host.neurons(net)})
+            model.__dict__[GRADIENT_CALL] = self.forward
+            return
         if leaves is None:
             raise ValueError(
                 "mode 'ann' builds the ReLU twin of an nn.Sequential (nested ones allowed) of "
@@ -85,10 +101,11 @@ class ANNTwin(GradientMode):
     def restore(self) -> None:
         self.model.__dict__.pop(GRADIENT_CALL, None)
         self._layers = []
+        self._graph = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The twin's logits ``[N, K]`` for the normalised input ``x``."""
-        h = x
+        h = x if self._graph is None else self._graph(x)
         for module, role in self._layers:
             if role == "relu":
                 h = F.relu(h)
@@ -103,6 +120,56 @@ class ANNTwin(GradientMode):
                 f"{tuple(logits.shape)}"
             )
         return logits
+
+
+def _graph_twin(net: torch.fx.GraphModule, neurons: set[int]) -> torch.fx.GraphModule:
+    """A GraphModule on ``net``'s own submodules whose graph calls ReLU for hidden neurons
+    and passes output neurons (those feeding the graph's output) through unchanged."""
+    graph = torch.fx.Graph()
+    env: dict[torch.fx.Node, torch.fx.Node] = {}
+    graph_out = graph.graph_copy(net.graph, env)
+    outputs = {node for node in env.values() if node.op == "output"}
+    for node in list(graph.nodes):
+        if node.op != "call_module" or id(net.get_submodule(str(node.target))) not in neurons:
+            continue
+        feeds_output = any(user in outputs for user in node.users) or (
+            node.users and all(_is_first_item(u) and u.users.keys() <= outputs for u in node.users)
+        )
+        with graph.inserting_after(node):
+            if feeds_output:
+                node.replace_all_uses_with(node.args[0])
+            else:
+                rate = graph.call_function(F.relu, (node.args[0],))
+                vth = _threshold(graph, net, str(node.target))
+                if vth is not None:  # an IF neuron's rate: relu(current) / threshold
+                    with graph.inserting_after(rate):
+                        rate = graph.call_function(operator.truediv, (rate, vth))
+                node.replace_all_uses_with(rate)
+        graph.erase_node(node)
+    graph.output(graph_out)
+    graph.lint()
+    return torch.fx.GraphModule(net, graph)
+
+
+def _threshold(graph: torch.fx.Graph, net: nn.Module, target: str) -> torch.fx.Node | float | None:
+    """The neuron's threshold: a ``get_attr`` node for a parameter, a float, or ``None``."""
+    neuron = net.get_submodule(target)
+    for attr in ("threshold", "v_threshold"):
+        value = neuron._parameters.get(attr)
+        if value is not None:
+            return graph.get_attr(f"{target}.{attr}")
+        value = getattr(neuron, attr, None)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _is_first_item(node: torch.fx.Node) -> bool:
+    return bool(
+        node.op == "call_function" and node.target is operator.getitem and node.args[1] == 0
+    )
 
 
 MODES["ann"] = ANNTwin
