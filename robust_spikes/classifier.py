@@ -506,7 +506,15 @@ class SpikingClassifier(nn.Module):
                 )
             self._host.check_supported(neurons)
             self._plan = self._discover(key, mode, neurons, x)
-        return self._plan
+        plan = self._plan
+        if plan.static_input and not getattr(self.encoder, "is_static", False):
+            raise ValueError(
+                f"encoder={self.encoder!r} produces a [num_steps, N, ...] sequence, but "
+                f"{type(self.net).__name__} loops over time inside its own forward and takes "
+                "the static image; use the default Direct encoder, or move the time loop "
+                "out of the network (one step per call, e.g. init_hidden=True neurons)"
+            )
+        return plan
 
     @torch.no_grad()
     def _discover(
@@ -534,13 +542,23 @@ class SpikingClassifier(nn.Module):
         try:
             for m in random:  # the probe must not consume anybody's random stream
                 m.generator = torch.Generator()
-            if mode == "sequence":
-                out = net(probe.unsqueeze(0).expand(self.num_steps, *probe.shape))
-            elif num_state:
-                out = net(probe)[:-num_state]
-                out = out[0] if len(out) == 1 else out
-            else:
-                out = net(probe)
+            try:
+                if mode == "sequence":
+                    out = net(probe.unsqueeze(0).expand(self.num_steps, *probe.shape))
+                elif num_state:
+                    out = net(probe)[:-num_state]
+                    out = out[0] if len(out) == 1 else out
+                else:
+                    out = net(probe)
+            except Exception as err:
+                shape = (self.num_steps, *probe.shape) if mode == "sequence" else probe.shape
+                err.add_note(
+                    f"(SpikingClassifier probed {type(net).__name__} with one input of shape "
+                    f"{tuple(shape)} to find how to drive it: one step per call for step-wise "
+                    "networks, the static image once for networks that loop over time in "
+                    "their own forward)"
+                )
+                raise
         finally:
             handle.remove()
             host.reset(stateful)

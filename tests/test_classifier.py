@@ -25,7 +25,7 @@ from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
 from robust_spikes import SpikingClassifier
-from robust_spikes.encoders import Encoder
+from robust_spikes.encoders import Encoder, Poisson
 
 BUILDERS = {
     "snntorch-seq-output": lambda: snntorch_conv(output=True),
@@ -548,3 +548,26 @@ def test_compiled_path_with_a_random_encoder_and_normalisation(x: torch.Tensor) 
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, torch.arange(6)), xg)
         results.append((logits, grad))
     assert_equal_up_to_reassociation(results[1], results[0])
+
+
+def test_a_random_encoder_on_a_network_with_its_own_time_loop_is_refused() -> None:
+    model = SpikingClassifier(Tutorial(), NUM_STEPS, encoder=Poisson())
+    with pytest.raises(ValueError, match=r"encoder=.*loops over time inside its own forward"):
+        model(torch.rand(2, 1, 8, 8))
+
+
+def test_a_failing_probe_says_what_it_tried() -> None:
+    class IndexesTime(nn.Module):  # expects an encoded [T, N, ...] spike train
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.lif = nn.Linear(64, 10), snn.Leaky(beta=0.9)
+
+        def forward(self, x):
+            mem = self.lif.reset_mem()
+            return torch.stack([self.lif(self.fc(x[t].flatten(1)), mem)[1] for t in range(4)])
+
+    with pytest.raises(IndexError) as info:
+        SpikingClassifier(IndexesTime(), 4)(torch.rand(2, 1, 8, 8))
+    assert any(
+        "probed IndexesTime with one input of shape (1, 1, 8, 8)" in n for n in info.value.__notes__
+    )
