@@ -36,7 +36,6 @@ Example:
     tensor([1.])
 """
 
-
 from robust_spikes.gradients._modes import MODES, GradientContext, GradientMode, SurrogateGradient
 from robust_spikes.gradients._rate import BPTR, RGA, rga_derivative
 from robust_spikes.gradients._surrogates import (
