@@ -11,6 +11,22 @@ class NeuronAdapter:
     The classifier and the host frameworks treat an adapter as one neuron: they do not
     look for neurons inside it. ``host`` is the wrapped neuron (possibly itself an
     adapter, when adapters are combined).
+
+    Shape:
+        an adapter takes and returns what its host neuron does (e.g. snnTorch
+        ``init_hidden=True``: input current ``[N, *F]`` -> spikes ``[N, *F]``, one step
+        per call); the mixin itself adds no tensors.
+
+    Example:
+        >>> import snntorch as snn
+        >>> import robust_spikes as rs
+        >>> net = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True),
+        ...                     nn.Linear(3, 2), snn.Leaky(beta=0.9, init_hidden=True))
+        >>> gate = rs.adapt(net, ["ta-lif", "stochastic-gate"])[1]
+        >>> isinstance(gate, NeuronAdapter), isinstance(gate.host, NeuronAdapter)
+        (True, True)
+        >>> type(gate.base_host()).__name__
+        'Leaky'
     """
 
     host: nn.Module

@@ -8,6 +8,24 @@ fine-tuned (:mod:`robust_spikes.conversion`, T=8); evaluates each with
 :func:`robust_spikes.evaluate` under the literature's protocol and the adaptive one;
 prints one table that compares them; and writes ``report.md``, ``report.json`` and
 ``robustness.png``. New models are added in one place, :data:`MODELS`.
+
+Constants (plain values, documented here because they cannot carry a docstring):
+
+* ``DEFAULT_EPS``: ``tuple[float, ...]``, the L-inf radii that :func:`run_demo` attacks
+  by default, 4/255 and 8/255 in the [0, 1] image scale.
+* ``MODELS``: ``dict[str, builder]``, the demo's models in table order; each builder
+  takes the demo's private training setup and returns a trained
+  :class:`~robust_spikes.SpikingClassifier`. Add a model by adding an entry.
+
+Shape:
+    no tensors: ``DEFAULT_EPS`` is a tuple of floats in [0, 1]; ``MODELS`` maps table
+    names (``str``) to builders.
+
+Example:
+    >>> [format_eps(eps) for eps in DEFAULT_EPS]
+    ['4/255', '8/255']
+    >>> len(MODELS), list(MODELS)[-2]
+    (6, 'FGSM-trained (8/255)')
 """
 
 from __future__ import annotations
@@ -165,7 +183,20 @@ MODELS: dict[str, Callable[[_Setup], SpikingClassifier]] = {
 
 
 class DemoResult(TypedDict):
-    """What :func:`run_demo` returns."""
+    """What :func:`run_demo` returns.
+
+    Keys: ``reports`` (model name -> :class:`~robust_spikes.evaluation.RobustnessReport`),
+    ``table`` (the printed Markdown), ``seconds`` (wall time) and ``num_test`` (number of
+    test digits evaluated).
+
+    Shape:
+        no tensors: a dict of reports, a ``str``, a float in seconds and an int.
+
+    Example:
+        >>> result = DemoResult(reports={}, table="| model |", seconds=1.5, num_test=12)
+        >>> sorted(result)
+        ['num_test', 'reports', 'seconds', 'table']
+    """
 
     reports: dict[str, RobustnessReport]
     table: str
@@ -214,11 +245,21 @@ def run_demo(
         ValueError: bad ``eps`` or ``seed`` (from :func:`robust_spikes.evaluate`).
         ImportError: snnTorch, torchattacks or scikit-learn missing (names the extra).
 
+    Shape:
+        the data: 8x8 digits, ``[N, 1, 8, 8]`` in [0, 1] with labels ``[N]`` (10 classes);
+        each model maps them to ``[N, 10]`` logits. ``eps`` in the [0, 1] image scale.
+        Returns a :class:`DemoResult` (no tensors).
+
     Example:
-        ``run_demo(quick=True, out_dir="demo-out")`` takes well under a minute; the models:
+        ``run_demo(quick=True, out_dir="demo-out")`` takes well under a minute, too long
+        for a doctest; the models, and a bad radius rejected before any training:
 
         >>> list(MODELS)[:3]
         ['LIF', 'TA-LIF (HoSNN)', 'stochastic gates (StoG)']
+        >>> run_demo(eps=[2.0])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: eps must hold finite numbers in [0, 1] (the image scale), got 2.0 ...
     """
     from robust_spikes.evaluation import evaluate
 

@@ -38,6 +38,20 @@ class Member:
         mode: gradient mode for :meth:`~robust_spikes.SpikingClassifier.gradient`, or
             ``None`` for the model as it is (query attacks, the host surrogate).
         surrogate: the surrogate of mode ``"bptt"``.
+
+    Shape:
+        no tensors of its own; the attack that ``build`` returns maps images ``x``:
+        ``[N, C, H, W]`` in [0, 1] and labels ``y``: ``[N]`` to ``x_adv`` of the shape of
+        ``x``, within ``eps`` (in the [0, 1] image scale) of ``x``.
+
+    Example:
+        >>> import torchattacks
+        >>> member = Member("FGSM", lambda model, eps, eot: torchattacks.FGSM(model, eps=eps))
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+        >>> x_adv = member.build(net, 8 / 255, 1)(x, y)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6), member.mode
+        (torch.Size([2, 1, 8, 8]), True, None)
     """
 
     name: str
@@ -90,6 +104,32 @@ def default_members(model: Any, *, norm: Norm = "Linf", square_queries: int = 50
     ``ann``); APGD-CE and APGD-DLR (scale invariant, so saturated logits do not mask
     it); Square on the true forward pass (no gradient at all, so encoders without a
     gradient do not mask it).
+
+    Args:
+        model: the classifier the members will attack.
+        norm: ``"Linf"`` or ``"L2"``; FGSM is a member for ``"Linf"`` only.
+        square_queries: query budget of Square; 0 leaves Square out.
+
+    Returns:
+        A new list of :class:`Member`.
+
+    Shape:
+        no tensors: returns a list of members; each built attack maps ``x``: ``[N, C, H,
+        W]`` in [0, 1] and ``y``: ``[N]`` to ``x_adv`` of the shape of ``x``.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=4)
+        >>> members = default_members(model)
+        >>> len(members), members[0].name, members[2].name, members[2].mode
+        (13, 'FGSM', 'PGD-20/triangle(1)', 'bptt')
+        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+        >>> x_adv = members[0].build(model, 8 / 255, 1)(x, y)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
+        (torch.Size([2, 1, 8, 8]), True)
     """
     from robust_spikes.gradients import MODES, Exponential, Rectangular, StraightThrough, Triangle
 

@@ -344,6 +344,11 @@ def thresholds(net: nn.Module) -> dict[str, nn.Parameter]:
     Returns:
         ``{name: parameter}`` in ``net.named_modules()`` order (empty if there are none).
 
+    Shape:
+        no tensors in (a module); each returned parameter has the shape the neuron keeps
+        (0-dim for snnTorch ``threshold`` and for the neurons of :func:`convert`), in
+        membrane-potential units.
+
     Example:
         >>> import snntorch as snn
         >>> net = nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=1.0, learn_threshold=True))

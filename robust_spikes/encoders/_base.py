@@ -16,6 +16,23 @@ class Encoder(nn.Module):
         is_stochastic: the output is random; randomness must come from ``generator``.
         is_static: every step equals ``x`` itself, so a network may be fed ``x`` at every
             step without materialising the sequence (a speed hint, never a semantic one).
+
+    Shape:
+        ``forward(x, num_steps)``: x: ``[N, ...]`` (e.g. ``[N, C, H, W]`` in [0, 1]);
+        returns ``[num_steps, N, ...]``.
+
+    Example:
+        >>> class Repeat(Encoder):
+        ...     is_static = True
+        ...     def forward(self, x, num_steps, *, generator=None):
+        ...         return x.unsqueeze(0).expand(num_steps, *x.shape)
+        >>> x = torch.rand(2, 1, 3, 3, requires_grad=True)
+        >>> out = Repeat()(x, 4)
+        >>> out.shape
+        torch.Size([4, 2, 1, 3, 3])
+        >>> out.sum().backward()  # differentiable in x, as attacks need
+        >>> x.grad.unique()
+        tensor([4.])
     """
 
     is_stochastic: bool = False

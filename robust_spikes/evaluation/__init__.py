@@ -7,6 +7,22 @@
 * :func:`evaluate`: clean and robust accuracy under the paper and adaptive protocols,
   with resumable per-sample records, distributed runs and checks for gradient masking
   (:data:`MASKING_CODES`), summarised in a :class:`RobustnessReport`.
+
+Constants (plain values, documented here because they cannot carry a docstring):
+
+* ``MASKING_CODES``: ``tuple[str, ...]``, the codes of the gradient-masking checks, in
+  the order they run; each flag of a :class:`RobustnessReport` is a dict
+  ``{"code": ..., "message": ...}`` whose code is one of them (Athalye et al., ICML
+  2018; Carlini et al. 2019).
+
+Shape:
+    no tensors: ``MASKING_CODES`` is a tuple of 7 ``str``.
+
+Example:
+    >>> len(MASKING_CODES), MASKING_CODES[0]
+    (7, 'non-monotone')
+    >>> "stochastic-without-eot" in MASKING_CODES
+    True
 """
 
 from robust_spikes.evaluation._certify import (

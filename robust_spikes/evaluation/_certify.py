@@ -176,6 +176,9 @@ def clopper_pearson(
         alpha: error probability in (0, 1); the confidence level is ``1 - alpha``.
         side: ``"two-sided"``, ``"lower"`` or ``"upper"``.
 
+    Shape:
+        no tensors: Python ints and a float in; a pair of floats in [0, 1] out.
+
     Returns:
         ``(low, high)``: always a pair, with ``high = 1.0`` for ``side="lower"`` and
         ``low = 0.0`` for ``side="upper"``.
@@ -250,6 +253,16 @@ class CertifiedSample:
         correct: ``prediction == label`` (``False`` on abstain).
         p_lower: one-sided Clopper-Pearson lower bound of the top class's probability.
         count: how many of the ``n`` noisy samples the base model gave the top class.
+
+    Shape:
+        no tensors: Python ints, floats and a bool, one record per certified sample;
+        ``radius`` is in the [0, 1] image scale (l2 or l1 ball, see ``norm``).
+
+    Example:
+        >>> sample = CertifiedSample(index=0, label=3, prediction=3, radius=0.5,
+        ...                          correct=True, p_lower=0.98, count=99)
+        >>> sample.correct and sample.radius > 0
+        True
     """
 
     index: int
@@ -274,6 +287,22 @@ class CertificationResult:
         norm: ``"l2"`` (Gaussian smoothing) or ``"l1"`` (Bernoulli rate coding).
         seed: base seed of the per-sample generators.
         num_classes: number of classes of the model.
+
+    Shape:
+        no tensors: a list of :class:`CertifiedSample` records and plain settings;
+        accuracies and rates are fractions in [0, 1], radii in the [0, 1] image scale.
+
+    Example:
+        >>> records = [
+        ...     CertifiedSample(0, label=3, prediction=3, radius=0.5, correct=True,
+        ...                     p_lower=0.98, count=99),
+        ...     CertifiedSample(1, label=1, prediction=-1, radius=0.0, correct=False,
+        ...                     p_lower=0.4, count=52),
+        ... ]
+        >>> result = CertificationResult(records, sigma=0.25, n0=100, n=100, alpha=0.001,
+        ...                              norm="l2", seed=0, num_classes=10)
+        >>> result.certified_accuracy(0.0), result.certified_accuracy(0.6), result.abstain_rate
+        (0.5, 0.0, 0.5)
     """
 
     records: list[CertifiedSample]

@@ -19,6 +19,9 @@ __all__ = ["RobustnessReport", "format_eps", "plot_curves"]
 def format_eps(eps: float) -> str:
     """``"8/255"`` for multiples of 1/255 in (0, 1), else the shortest ``%g`` form.
 
+    Shape:
+        no tensors: a float radius in the [0, 1] image scale in, a ``str`` out.
+
     Example:
         >>> format_eps(8 / 255), format_eps(0.0), format_eps(0.5)
         ('8/255', '0', '0.5')
@@ -47,6 +50,10 @@ class RobustnessReport:
     Args:
         records: one dict per sample, as written to the records file.
         settings: the evaluation's settings (the records file's header).
+
+    Shape:
+        no tensors: per-sample dicts of plain values in, plain values out; accuracies are
+        fractions in [0, 1], radii ``eps`` in the [0, 1] image scale.
 
     Example:
         >>> import snntorch as snn, torch

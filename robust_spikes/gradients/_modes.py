@@ -42,6 +42,27 @@ class GradientMode:
     Args:
         model: the classifier whose network is changed.
         surrogate: the mode's surrogate, for modes that take one.
+
+    Shape:
+        no tensors of its own: it changes how the gradient of the model's ``[N, ...] ->
+        [N, K]`` call flows back to the input; :meth:`install` and :meth:`restore` take
+        and return nothing.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> class Announce(GradientMode):
+        ...     def install(self):
+        ...         print("install")
+        ...     def restore(self):
+        ...         print("restore")
+        >>> net = nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True))
+        >>> mode = Announce(SpikingClassifier(net, num_steps=2))
+        >>> mode.install(); mode.restore()
+        install
+        restore
+        >>> all(issubclass(cls, GradientMode) for cls in MODES.values())
+        True
     """
 
     def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
@@ -68,6 +89,24 @@ class SurrogateGradient(GradientMode):
             install, a neuron whose spike function is not the Heaviside step of its host
             (e.g. SpikingJelly's multi-level ``MultiLevelSpikeCount`` or a surrogate with
             ``spiking=False``), which another surrogate would change in the forward pass.
+
+    Shape:
+        no tensors of its own: the model still maps ``[N, ...]`` to ``[N, K]``; each
+        replaced spike function maps ``u - Vth`` of any shape to spikes of that shape.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> from robust_spikes.gradients import SpikeFunction, Triangle
+        >>> lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
+        >>> model = SpikingClassifier(nn.Sequential(nn.Linear(4, 2), lif), num_steps=2)
+        >>> mode = SurrogateGradient(model, Triangle(gamma=1.0))
+        >>> mode.install()
+        >>> isinstance(lif.spike_grad, SpikeFunction)
+        True
+        >>> mode.restore()
+        >>> isinstance(lif.spike_grad, SpikeFunction)
+        False
     """
 
     def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
@@ -150,6 +189,26 @@ class GradientContext:
             mode does not take.
         TypeError: a ``surrogate`` that is not a :class:`Surrogate`.
         RuntimeError: on enter, another gradient context is active on the same neurons.
+
+    Shape:
+        no tensors of its own: a context manager; entering it returns the model, which
+        still maps ``x``: ``[N, C, H, W]`` or ``[N, F]`` to ``[N, K]`` logits.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> from robust_spikes.gradients import Triangle
+        >>> net = nn.Sequential(nn.Linear(4, 2),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=2)
+        >>> context = GradientContext(model, "bptt", surrogate=Triangle(gamma=1.0))
+        >>> x = torch.rand(3, 4, requires_grad=True)
+        >>> with context as m:
+        ...     print(context.active, m is model)
+        ...     m(x).sum().backward()
+        True True
+        >>> context.active, x.grad.shape
+        (False, torch.Size([3, 4]))
     """
 
     def __init__(

@@ -59,6 +59,11 @@ def rga_derivative(x: torch.Tensor, leak: torch.Tensor | float, gamma: float = 0
     Returns:
         A tensor like ``x``.
 
+    Shape:
+        ``x``: any shape, floating (time-mean current in units of the threshold);
+        ``leak``: a float or a tensor broadcastable to ``x``; returns the shape and dtype
+        of ``x``.
+
     Example:
         >>> rga_derivative(torch.tensor([-1.0, 0.25, 1.0, 3.0]), leak=0.5)
         tensor([0.0000, 0.2000, 0.6000, 0.0000])
@@ -256,6 +261,26 @@ class BPTR(_RateGradient):
     Raises:
         ValueError: a ``surrogate`` is given; on enter, a classifier with
             ``compile=True``.
+
+    Shape:
+        no tensors of its own: the model still maps ``x``: ``[N, C, H, W]`` or ``[N, F]``
+        to ``[N, K]`` logits; per neuron, the backward factor is ``[N, ...]`` (one value
+        per neuron and sample, the neuron's own shape), shared by all ``T`` steps.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> net = nn.Sequential(nn.Linear(4, 8), snn.Leaky(beta=0.9, init_hidden=True),
+        ...                     nn.Linear(8, 2),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=4)
+        >>> x = torch.rand(3, 4, requires_grad=True)
+        >>> with model.gradient("bptr"):
+        ...     model(x).sum().backward()
+        >>> x.grad.shape
+        torch.Size([3, 4])
+        >>> MODES["bptr"].__name__
+        'BPTR'
     """
 
     name = "bptr"
@@ -274,6 +299,26 @@ class RGA(_RateGradient):
         ValueError: a ``surrogate`` is given; on enter, a classifier with
             ``compile=True``.
         TypeError: on enter, a neuron with no known leak factor.
+
+    Shape:
+        no tensors of its own: the model still maps ``x``: ``[N, C, H, W]`` or ``[N, F]``
+        to ``[N, K]`` logits; per neuron, the backward factor is ``[N, ...]`` (one value
+        per neuron and sample, the neuron's own shape), shared by all ``T`` steps.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> net = nn.Sequential(nn.Linear(4, 8), snn.Leaky(beta=0.9, init_hidden=True),
+        ...                     nn.Linear(8, 2),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=4)
+        >>> x = torch.rand(3, 4, requires_grad=True)
+        >>> with model.gradient("rga"):
+        ...     model(x).sum().backward()
+        >>> x.grad.shape
+        torch.Size([3, 4])
+        >>> MODES["rga"].__name__
+        'RGA'
     """
 
     name = "rga"

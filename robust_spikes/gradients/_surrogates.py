@@ -45,7 +45,21 @@ class Surrogate:
     """A surrogate derivative ``dS/dx`` of the spike ``S = H(x)``, ``x = u - Vth``.
 
     Subclasses implement :meth:`derivative`; :meth:`spike_function` turns it into the
-    callable a neuron fires through.
+    callable a neuron fires through. :data:`SURROGATES` lists the built-in subclasses.
+
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
+
+    Example:
+        >>> class Flat(Surrogate):
+        ...     name = "flat"
+        ...     def derivative(self, x):
+        ...         return torch.full_like(x, 0.5)
+        >>> x = torch.tensor([-1.0, 1.0], requires_grad=True)
+        >>> Flat().spike_function(">")(x).sum().backward()
+        >>> x.grad
+        tensor([0.5000, 0.5000])
     """
 
     name: ClassVar[str] = ""
@@ -102,6 +116,10 @@ class Triangle(_Shaped):
     Raises:
         ValueError: ``gamma`` not a positive finite number.
 
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
+
     Example:
         >>> Triangle(gamma=2.0).derivative(torch.tensor([-3.0, 0.0, 1.0]))
         tensor([0.0000, 0.5000, 0.2500])
@@ -125,6 +143,10 @@ class Rectangular(_Shaped):
 
     Raises:
         ValueError: ``gamma`` not a positive finite number.
+
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
 
     Example:
         >>> Rectangular(gamma=0.5).derivative(torch.tensor([-0.3, 0.0, 0.25]))
@@ -150,6 +172,10 @@ class Exponential(_Shaped):
     Raises:
         ValueError: ``gamma`` not a positive finite number.
 
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
+
     Example:
         >>> Exponential(gamma=1.0).derivative(torch.tensor([0.0]))
         tensor([1.])
@@ -174,6 +200,10 @@ class ExponentialD(Exponential):
     Raises:
         ValueError: ``gamma`` not a positive finite number.
 
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
+
     Example:
         >>> ExponentialD(gamma=1.0).derivative(torch.tensor([0.0]))
         tensor([0.3000])
@@ -190,6 +220,10 @@ class StraightThrough(Surrogate):
     """Straight-through estimator: ``dS/dx = 1`` everywhere.
 
     A member of the Özdenizci & Legenstein surrogate ensemble (TMLR 2024).
+
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth``, in membrane-potential
+        units); returns the same shape and dtype (per unit of membrane potential).
 
     Example:
         >>> StraightThrough().derivative(torch.tensor([-5.0, 0.0, 5.0]))
@@ -214,6 +248,11 @@ class PDSG(Surrogate):
     actually meets instead of a width fixed at training time (Lun et al., "Towards
     effective and sparse adversarial attack on spiking neural networks via breaking
     invisible surrogate gradients", CVPR 2025).
+
+    Shape:
+        :meth:`derivative`: ``x``: any shape, floating (``u - Vth`` of one layer at one
+        step, membrane units; ``sigma`` is taken over all of its elements); returns the
+        same shape and dtype. :meth:`sigma` returns a 0-dim tensor.
 
     Example:
         >>> PDSG().derivative(torch.tensor([0.5, 0.5]))  # sigma = 0 -> 1: N(0.5, 1) at 0.5
@@ -251,6 +290,10 @@ def spike(x: torch.Tensor, surrogate: Surrogate, tie: Tie = ">") -> torch.Tensor
     Returns:
         Spikes in {0, 1} with the shape and dtype of ``x``.
 
+    Shape:
+        ``x``: any shape, floating (membrane units); returns the same shape and dtype,
+        values in {0, 1}.
+
     Example:
         >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
         >>> spike(x, Triangle(gamma=1.0), ">=").detach()
@@ -279,6 +322,10 @@ class SpikeFunction(nn.Module):
     Raises:
         ValueError: ``tie`` is neither ``">"`` nor ``">="``.
         TypeError: ``surrogate`` is not a :class:`Surrogate`.
+
+    Shape:
+        ``x``: any shape, floating (``u - Vth``, membrane units); returns spikes in {0, 1}
+        of the same shape and dtype.
 
     Example:
         >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
@@ -325,6 +372,10 @@ def ensemble() -> list[Surrogate]:
 
     Returns:
         A new list of 17 :class:`Surrogate` instances.
+
+    Shape:
+        no tensors: takes nothing and returns a list of 17 surrogate objects (each maps a
+        tensor of any shape to one of the same shape).
 
     Example:
         >>> members = ensemble()

@@ -58,6 +58,26 @@ class ANNTwin(GradientMode):
             ``nn.Sequential`` (nested allowed) of stateless layers and neurons (e.g.
             snnTorch tutorial-style or explicit-state modules), or that ends in a layer
             whose output is not ``[N, K]``.
+
+    Shape:
+        inside the block, ``model(x)``: ``x``: ``[N, C, H, W]`` or ``[N, F]`` in the
+        model's input range; returns the twin's ``[N, K]`` logits (the output layer's
+        input current, signed), computed once with no time dimension.
+
+    Example:
+        >>> import snntorch as snn
+        >>> from robust_spikes import SpikingClassifier
+        >>> net = nn.Sequential(nn.Linear(4, 8), snn.Leaky(beta=0.9, init_hidden=True),
+        ...                     nn.Linear(8, 2),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = SpikingClassifier(net, num_steps=4)
+        >>> x = torch.rand(3, 4)
+        >>> with model.gradient("ann"):
+        ...     twin = model(x)
+        >>> twin.shape, torch.allclose(twin, net[2](torch.relu(net[0](x))))
+        (torch.Size([3, 2]), True)
+        >>> MODES["ann"] is ANNTwin
+        True
     """
 
     def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:

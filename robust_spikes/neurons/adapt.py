@@ -60,6 +60,11 @@ def adapt(
         TypeError: a selected neuron that the adapter does not support (the message lists
             the supported types).
 
+    Shape:
+        no tensors in or out: takes and returns an ``nn.Module``; each adapter takes and
+        returns the shapes of the neuron it wraps (e.g. input current ``[N, *F]`` ->
+        spikes ``[N, *F]`` per step).
+
     Example:
         >>> import snntorch as snn
         >>> net = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True),
@@ -94,6 +99,10 @@ def unwrap(net: nn.Module, *, inplace: bool = False) -> nn.Module:
 
     The host neurons keep their parameters; adapter parameters (``theta_v``, ``rho``) and
     signatures are dropped.
+
+    Shape:
+        no tensors in or out: takes and returns an ``nn.Module`` whose neurons take and
+        return the shapes they did before adaptation.
 
     Example:
         >>> import snntorch as snn

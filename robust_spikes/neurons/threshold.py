@@ -231,7 +231,20 @@ def record_signature(
         RuntimeError: ``loader`` produced no batch.
 
     Shape:
-        Each signature: ``[num_steps, *F]`` for a layer with features ``[*F]``.
+        ``loader`` batches: ``x`` of ``[N, C, H, W]`` or ``[N, F]`` in [0, 1]. Each
+        signature: ``[num_steps, *F]`` for a layer with features ``[*F]``, in membrane
+        units (``"membrane"``) or input-current units (``"trace"``).
+
+    Example:
+        >>> import snntorch as snn
+        >>> import robust_spikes as rs
+        >>> net = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True),
+        ...                     nn.Linear(3, 2),
+        ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        >>> model = rs.SpikingClassifier(rs.adapt(net, "ta-lif"), num_steps=5)
+        >>> model = record_signature(model, [torch.rand(8, 4)])
+        >>> model.net[1].signature.shape  # [T, F] for the 3 hidden neurons
+        torch.Size([5, 3])
     """
     adapters = [m for m in model.modules() if isinstance(m, ThresholdAdaptation)]
     if not adapters:

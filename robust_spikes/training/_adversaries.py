@@ -82,6 +82,22 @@ class Adversary:
     Raises:
         ValueError: ``eps`` outside (0, 1].
         TypeError: ``generator`` is not a ``torch.Generator``.
+
+    Shape:
+        :meth:`perturb`: x: ``[N, C, H, W]`` (any ``[N, ...]`` the model takes) in [0, 1],
+        y: ``[N]`` int64 class labels; returns ``x_adv`` of the shape of ``x``, in [0, 1]
+        and within ``eps`` of ``x``. :meth:`loss`: a 0-dim tensor.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
+        >>> adversary = FGSM(0.1)
+        >>> isinstance(adversary, Adversary), adversary.eps
+        (True, 0.1)
+        >>> adversary.perturb(net, x, y).shape, adversary.loss(net, x, y).shape
+        (torch.Size([2, 1, 2, 2]), torch.Size([]))
+        >>> adversary.generator_for(net) is adversary.generator_for(net)  # its own, seeded
+        True
     """
 
     def __init__(self, eps: float, *, generator: torch.Generator | None = None) -> None:
@@ -141,6 +157,11 @@ class PGD(Adversary):
 
     Raises:
         ValueError: bad ``eps``, ``alpha`` or ``steps``.
+
+    Shape:
+        :meth:`perturb`: x: ``[N, C, H, W]`` (any ``[N, ...]`` the model takes) in [0, 1],
+        y: ``[N]`` int64 class labels; returns ``x_adv`` of the shape of ``x``, in [0, 1]
+        and within ``eps`` of ``x``. :meth:`loss`: a 0-dim tensor.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -207,6 +228,11 @@ class FGSM(PGD):
     Raises:
         ValueError: ``eps`` outside (0, 1].
 
+    Shape:
+        :meth:`perturb`: x: ``[N, C, H, W]`` (any ``[N, ...]`` the model takes) in [0, 1],
+        y: ``[N]`` int64 class labels; returns ``x_adv`` of the shape of ``x``, in [0, 1]
+        and within ``eps`` of ``x``. :meth:`loss`: a 0-dim tensor.
+
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
@@ -236,6 +262,11 @@ class TRADES(Adversary):
 
     Raises:
         ValueError: bad ``eps``, ``beta``, ``steps`` or ``alpha``.
+
+    Shape:
+        :meth:`perturb`: x: ``[N, C, H, W]`` (any ``[N, ...]`` the model takes) in [0, 1],
+        y: ``[N]`` int64 class labels; returns ``x_adv`` of the shape of ``x``, in [0, 1]
+        and within ``eps`` of ``x``. :meth:`loss`: a 0-dim tensor.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -293,6 +324,11 @@ class RFGSM(Adversary):
 
     Raises:
         ValueError: bad ``eps``, ``alpha`` or ``beta``.
+
+    Shape:
+        :meth:`perturb`: x: ``[N, C, H, W]`` (any ``[N, ...]`` the model takes) in [0, 1],
+        y: ``[N]`` int64 class labels; returns ``x_adv`` of the shape of ``x``, in [0, 1]
+        and within ``eps`` of ``x``. :meth:`loss`: a 0-dim tensor.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))

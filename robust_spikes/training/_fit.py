@@ -35,6 +35,15 @@ class History:
         loss: mean training loss of each epoch (regularizer terms included).
         train_accuracy: accuracy on the clean training batches, measured during the epoch.
         val_accuracy: accuracy on ``val_data`` after each epoch (empty without it).
+
+    Shape:
+        no tensors: three lists of Python floats, one entry per epoch; accuracies are
+        fractions in [0, 1]. ``len(history)`` is the number of epochs.
+
+    Example:
+        >>> history = History(loss=[0.9, 0.5], train_accuracy=[0.5, 0.75])
+        >>> len(history), history.to_dict()["val_accuracy"]
+        (2, [])
     """
 
     loss: list[float] = field(default_factory=list)
@@ -118,6 +127,12 @@ def fit(
         ValueError: bad ``epochs``, ``batch_size``, ``train_data`` or ``val_data``; a
             checkpoint written with another ``seed`` or ``batch_size``.
         TypeError: bad ``model``, ``seed``, ``adversary``, ``regularizers`` or ``callbacks``.
+
+    Shape:
+        ``train_data`` / ``val_data``: images ``[M, C, H, W]`` (any ``[M, ...]`` the model
+        takes) in [0, 1] and labels ``[M]`` int64; batches of ``[B, ...]`` and ``[B]``
+        reach ``model``, which returns ``[B, K]`` logits. Returns a :class:`History`
+        (lists of floats, one per epoch).
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))

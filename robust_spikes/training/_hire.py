@@ -85,6 +85,12 @@ def hire(
         ValueError: bad ``periods``, ``noise_eps``, ``epochs``, ``batch_size`` or data; a
             checkpoint written with other settings.
 
+    Shape:
+        ``train_data`` / ``val_data``: images ``[M, C, H, W]`` (or ``[M, F]``) in the
+        model's ``input_range`` and labels ``[M]`` int64; each batch ``[B, ...]`` runs
+        ``num_steps`` steps split into ``periods`` periods, each read out as ``[B, K]``
+        logits. ``noise_eps`` in the [0, 1] image scale. Returns a :class:`History`.
+
     Example:
         >>> import snntorch as snn
         >>> from torch import nn

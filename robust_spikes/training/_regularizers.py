@@ -38,6 +38,10 @@ class GatePenalty:
         ValueError: bad ``gamma`` or ``freeze_after``; from ``__call__``, a model with no
             stochastic gate.
 
+    Shape:
+        ``__call__(model)``: returns a 0-dim tensor (the penalty, in loss units) from the
+        gates' ``rho`` parameters, each of the gate's ``shape``, values in [0, 1].
+
     Example:
         >>> import snntorch as snn
         >>> gate = StochasticGate(snn.Leaky(beta=0.9, init_hidden=True), shape=(3,))
@@ -127,6 +131,10 @@ class OrthogonalRetraction:
     Raises:
         ValueError: bad ``beta``, ``row_fraction`` or ``max_rows``.
         TypeError: a layer in ``layers`` that has no 2-d-able ``weight``.
+
+    Shape:
+        no tensors in or out: :meth:`after_step` updates each weight in place, shape kept
+        (``[out, in]``, or ``[out, in, k...]`` taken as ``[out, in * prod(k)]``).
 
     Example:
         >>> layer = nn.Linear(4, 3)
