@@ -337,10 +337,28 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="steps of the PGD convergence check, 0 to skip (default: %(default)s)",
     )
+    cert = parser.add_argument_group("certification (optional)")
+    cert.add_argument(
+        "--certify-sigma",
+        type=float,
+        metavar="SIGMA",
+        help="also certify every sample with Gaussian randomized smoothing at this noise "
+        "level and report certified accuracy at l2 radii (see the certify command)",
+    )
+    cert.add_argument(
+        "--certify-n",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="noisy samples per certificate (default: %(default)s)",
+    )
     _add_progress(parser)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    sigma = args.certify_sigma
+    if sigma is not None and not 0.0 < sigma < float("inf"):
+        raise _UsageError(f"--certify-sigma must be a positive number, got {sigma!r}")
     model, x, y = _model_and_data(args)
     joined = _init_distributed()
     try:
@@ -358,8 +376,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             eot=args.eot,
             square_queries=args.square_queries,
             convergence_steps=args.convergence_steps or None,
+            certify=None if args.certify_sigma is None else {
+                "sigma": args.certify_sigma, "n": args.certify_n
+            },
             progress=args.progress,
-        )
+        )  # fmt: skip
         if _rank() == 0:
             report.to_json(args.out / "report.json")
             report.to_csv(args.out / "report.csv")

@@ -60,6 +60,41 @@ def test_evaluate_writes_the_report_files(
     assert "| 8/255 " in captured.out and captured.err == ""
 
 
+def test_evaluate_can_certify_the_same_samples(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "evaluate",
+        "--model",
+        "helpers:snntorch_conv",
+        "--weights",
+        str(weights),
+        "--limit",
+        "4",
+        "--eps",
+        "8/255",
+        "--protocol",
+        "paper",
+        "--certify-sigma",
+        "0.25",
+        "--certify-n",
+        "50",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["settings"]["certify"]["sigma"] == 0.25 and saved["settings"]["certify"]["n"] == 50
+    assert [float(r) for r in saved["certified_accuracy"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert "Certified accuracy (randomized smoothing" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([*argv[:-3], "--certify-sigma", "-1", "--out", str(tmp_path / "bad")])
+    assert exc.value.code == 2 and "--certify-sigma must be a positive number, got -1.0" in (
+        capsys.readouterr().err
+    )
+
+
 def test_certify_writes_the_certificates(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

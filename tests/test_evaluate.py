@@ -77,6 +77,7 @@ def test_summary_has_the_documented_keys(report: RobustnessReport) -> None:
         "settings",
     } <= set(d)
     assert d["num_samples"] == 32 and d["protocol"] == "both" and d["eot"] == 1
+    assert d["certified_accuracy"] is None and d["settings"]["certify"] is None
     assert list(d["robust_accuracy"]) == EPS
     for accs in d["robust_accuracy"].values():
         assert {
@@ -177,11 +178,62 @@ def test_truncated_records_resume_to_the_same_file(tmp_path: Path) -> None:
         ({"eps": 0.1, "attacks": ["PGD-1000"]}, "unknown member 'PGD-1000'"),
         ({"eps": 0.1, "batch_size": 0}, "batch_size must be a positive int, got 0"),
         ({"eps": 0.1, "seed": -1}, "seed must be an int"),
+        ({"eps": 0.1, "certify": 0.25}, "certify must be a dict of certification settings"),
+        ({"eps": 0.1, "certify": {"sigma": -1}}, "certify: sigma must be a positive float"),
+        ({"eps": 0.1, "certify": {"sigma": 0.2, "m": 5}}, r"got unknown keys \['m'\]"),
+        ({"eps": 0.1, "certify": {"sigma": 0.2, "radii": []}}, r"certify\['radii'\] must be"),
+        ({"eps": 0.1, "certify": {"norm": "l1", "sigma": 0.2}}, "sigma must be None for"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         rs.evaluate(model(), data(4), progress=False, **kwargs)
+
+
+def png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # IHDR width
+
+
+def test_certification_equals_certify_whatever_the_batch_size(tmp_path: Path) -> None:
+    m, (x, y) = model(), data(12)
+    settings = {"sigma": 0.25, "n0": 20, "n": 100, "radii": [0.25, 0, 0.1]}
+    kwargs = dict(
+        eps=[0.1],
+        attacks=["FGSM"],
+        convergence_steps=None,
+        sanity_eps=0,
+        seed=3,
+        certify=settings,
+        progress=False,
+    )
+    chunked = rs.evaluate(m, (x, y), batch_size=5, records=tmp_path / "r.jsonl", **kwargs)
+    whole = rs.evaluate(m, (x, y), batch_size=12, **kwargs)
+    reference = rs.certify(m, (x, y), sigma=0.25, n0=20, n=100, seed=3, progress=False)
+    certificates = [r["certified"] for r in chunked.records]
+    assert certificates == [r["certified"] for r in whole.records]
+    assert [(c["prediction"], c["radius"], c["p_lower"], c["count"]) for c in certificates] == [
+        (r.prediction, r.radius, r.p_lower, r.count) for r in reference.records
+    ]
+    expected = {r: reference.certified_accuracy(r) for r in (0.0, 0.1, 0.25)}
+    assert chunked.certified_accuracy == expected and expected[0.0] > 0.0
+    assert chunked.to_dict()["certified_accuracy"] == expected
+    assert chunked.certified_curve()[0] == (0.0, expected[0.0])
+    assert "Certified accuracy (randomized smoothing, l2 radius, sigma 0.25" in (
+        chunked.to_markdown()
+    )
+    chunked.to_csv(tmp_path / "r.csv")
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[-3:] == [f"certified,{r},l2,{a}" for r, a in expected.items()]
+    chunked.plot(tmp_path / "with.png")
+    whole_without = rs.evaluate(m, (x, y), **{**kwargs, "certify": None})
+    whole_without.plot(tmp_path / "without.png")
+    assert png_width(tmp_path / "with.png") > 1.5 * png_width(tmp_path / "without.png")
+    assert RobustnessReport.from_records(tmp_path / "r.jsonl").to_dict() == chunked.to_dict()
+    with pytest.raises(ValueError, match="other settings"):
+        rs.evaluate(
+            m, (x, y), batch_size=5, records=tmp_path / "r.jsonl",
+            **{**kwargs, "certify": {**settings, "n": 200}},
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------- processes and kills

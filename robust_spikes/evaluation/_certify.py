@@ -456,20 +456,51 @@ def certify(
         >>> 0.0 <= result.certified_accuracy(0.0) <= 1.0
         True
     """
-    settings = _check_settings(model, sigma, n0, n, alpha, batch_size, norm, num_classes, seed)
+    settings = check_settings(model, sigma, n0, n, alpha, batch_size, norm, num_classes, seed)
     samples, total = _samples(data, indices, max_samples)
-    counter = _Counter(model, settings, num_classes)
+    counter = VoteCounter(model, settings, num_classes)
     tqdm = require("tqdm", "robust_spikes.certify").tqdm
-    records: list[CertifiedSample] = []
     bar = tqdm(samples, total=total, desc="certify", unit="sample", disable=not progress)
-    with _certifying(model), bar:
-        for index, x, label in bar:
-            with counter.sample(index, _check_sample(x, norm, index), *_CERTIFY_STREAMS):
+    with bar:
+        records = certify_samples(counter, bar, n0=n0, n=n, alpha=alpha)
+    if not records or counter.num_classes is None:
+        raise ValueError("data must contain at least one sample to certify, got none")
+    return CertificationResult(
+        records=records,
+        sigma=settings.sigma,
+        n0=n0,
+        n=n,
+        alpha=float(alpha),
+        norm=norm,
+        seed=seed,
+        num_classes=counter.num_classes,
+    )
+
+
+def certify_samples(
+    counter: VoteCounter,
+    samples: Iterable[tuple[int, torch.Tensor, int]],
+    *,
+    n0: int,
+    n: int,
+    alpha: float,
+) -> list[CertifiedSample]:
+    """CERTIFY on ``(index, image, label)`` triples with validated settings (see certify).
+
+    Sample ``index`` draws from generators seeded from ``(seed, index)``, so a caller that
+    certifies part of a data set (``robust_spikes.evaluate``, chunk by chunk) passes the
+    global indices and gets the certificates :func:`certify` gives for the whole.
+    """
+    settings, model = counter.settings, counter.model
+    records: list[CertifiedSample] = []
+    with _certifying(model):
+        for index, x, label in samples:
+            with counter.sample(index, _check_sample(x, settings.norm, index), *_CERTIFY_STREAMS):
                 top = int(counter.counts(n0).argmax())
                 count = int(counter.counts(n)[top])
             p_lower = clopper_pearson(count, n, alpha, side="lower")[0]
             if p_lower > 0.5:
-                prediction, radius = top, _radius(p_lower, settings.sigma, norm)
+                prediction, radius = top, _radius(p_lower, settings.sigma, settings.norm)
             else:
                 prediction, radius = -1, 0.0
             records.append(
@@ -483,18 +514,7 @@ def certify(
                     count=count,
                 )
             )
-    if not records or counter.num_classes is None:
-        raise ValueError("data must contain at least one sample to certify, got none")
-    return CertificationResult(
-        records=records,
-        sigma=settings.sigma,
-        n0=n0,
-        n=n,
-        alpha=float(alpha),
-        norm=norm,
-        seed=seed,
-        num_classes=counter.num_classes,
-    )
+    return records
 
 
 def predict(
@@ -542,11 +562,11 @@ def predict(
         >>> predict(net, x, sigma=0.25, n=20).shape
         torch.Size([2])
     """
-    settings = _check_settings(model, sigma, 1, n, alpha, batch_size, norm, num_classes, seed)
+    settings = check_settings(model, sigma, 1, n, alpha, batch_size, norm, num_classes, seed)
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty batch of images [N, C, H, W], got {got}")
-    counter = _Counter(model, settings, num_classes)
+    counter = VoteCounter(model, settings, num_classes)
     tqdm = require("tqdm", "robust_spikes.evaluation.predict").tqdm
     out = torch.full((x.shape[0],), -1, dtype=torch.int64)
     bar = tqdm(range(x.shape[0]), desc="predict", unit="sample", disable=not progress)
@@ -583,7 +603,7 @@ def _check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def _check_settings(
+def check_settings(
     model: Any,
     sigma: Any,
     n0: Any,
@@ -738,7 +758,7 @@ def _check_sample(x: torch.Tensor, norm: str, index: int) -> torch.Tensor:
     return x
 
 
-class _Counter:
+class VoteCounter:
     """Classifies noisy copies of one sample at a time and counts the argmax classes."""
 
     def __init__(self, model: nn.Module, settings: _Settings, num_classes: int | None) -> None:

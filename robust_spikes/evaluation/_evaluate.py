@@ -9,7 +9,9 @@ How one evaluation runs (design/EVALUATION.md):
    it, in which order, or whether the run was interrupted before.
 2. For each chunk: the clean prediction, the spike count of a clean forward pass, the
    input gradient of the loss (for the zero-gradient check); then for each protocol and
-   radius the attacks; then a large-radius gradient attack (the sanity check).
+   radius the attacks; then a large-radius gradient attack (the sanity check); then,
+   when asked, the randomized-smoothing certificate of each sample (its randomness is
+   seeded per sample, from ``(seed, sample index)``, as in :func:`certify`).
 3. The chunk's records are appended to the records file in one write, and the report is
    computed from all records at the end (after merging the ranks' records when
    ``torch.distributed`` is initialised).
@@ -21,7 +23,7 @@ import hashlib
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robust_spikes._checks import check_positive_int
-from robust_spikes.evaluation import _distributed, _records
+from robust_spikes.evaluation import _certify, _distributed, _records
 from robust_spikes.evaluation._report import RobustnessReport
 
 __all__ = ["PROTOCOLS", "evaluate"]
@@ -41,6 +43,8 @@ _NORMS = ("Linf", "L2")
 _PAPER_STEPS = 7
 _PAPER_STEP_SIZE = 0.01
 _SANITY_STEPS = 20
+_CERTIFY_KEYS = ("sigma", "n0", "n", "alpha", "norm", "batch_size", "radii")
+_CERTIFY_RADII = {"l2": [0.0, 0.25, 0.5, 0.75, 1.0], "l1": [0.0, 0.1, 0.2, 0.3, 0.4]}
 
 
 # ------------------------------------------------------------------------------- members
@@ -184,6 +188,49 @@ def _seed_for(seed: int, start: int, tag: str) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 2
 
 
+def _check_certify(model: nn.Module, certify: Any, seed: int) -> dict[str, Any] | None:
+    """The certification settings with defaults filled in, or ``None``."""
+    if certify is None:
+        return None
+    if not isinstance(certify, Mapping):
+        raise ValueError(
+            f"certify must be a dict of certification settings or None, got {certify!r}"
+        )
+    unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
+    if unknown:
+        raise ValueError(f"certify takes the keys {_CERTIFY_KEYS}, got unknown keys {unknown}")
+    norm = certify.get("norm", "l2")
+    out: dict[str, Any] = {
+        "sigma": certify.get("sigma"),
+        "n0": certify.get("n0", 100),
+        "n": certify.get("n", 1000),
+        "alpha": certify.get("alpha", 0.001),
+        "norm": norm,
+        "batch_size": certify.get("batch_size", 1000),
+    }
+    try:
+        _certify.check_settings(
+            model, out["sigma"], out["n0"], out["n"], out["alpha"], out["batch_size"], norm, None,
+            seed,
+        )  # fmt: skip
+    except ValueError as err:
+        raise ValueError(f"certify: {err}") from None
+    out["alpha"] = float(out["alpha"])
+    out["sigma"] = None if out["sigma"] is None else float(out["sigma"])
+    radii = certify.get("radii", _CERTIFY_RADII.get(norm))
+    try:
+        values = [float(r) for r in radii]
+    except (TypeError, ValueError):
+        values = []
+    bad = any(isinstance(r, bool) for r in radii) if isinstance(radii, Sequence) else True
+    if bad or not values or not all(0.0 <= r < math.inf for r in values):
+        raise ValueError(
+            f"certify['radii'] must be a non-empty sequence of radii >= 0, got {radii!r}"
+        )
+    out["radii"] = sorted(set(values))
+    return out
+
+
 # ---------------------------------------------------------------------------- one chunk
 class _Chunk:
     """Everything computed for one chunk of samples (see the module docstring)."""
@@ -228,6 +275,7 @@ class _Chunk:
         sanity: list[bool | None] = [None] * len(y)
         if run.sanity_eps is not None:
             sanity = [b is None for b in self.ensemble(run.sanity, run.sanity_eps, 1, "sanity")[0]]
+        certified = self.certified()
         out = []
         for j in range(len(y)):
             out.append(
@@ -240,9 +288,30 @@ class _Chunk:
                     "grad_norm": grads[j],
                     "sanity": sanity[j],
                     "results": {p: {k: v[j] for k, v in results[p].items()} for p in results},
+                    "certified": certified[j],
                 }
             )
         return out
+
+    def certified(self) -> list[dict[str, Any] | None]:
+        """Each sample's smoothing certificate (:func:`certify`), or ``None`` if not asked."""
+        run, n = self.run, len(self.y)
+        c = run.certify
+        if c is None:
+            return [None] * n
+        settings = _certify.check_settings(
+            run.model, c["sigma"], c["n0"], c["n"], c["alpha"], c["batch_size"], c["norm"], None,
+            run.seed,
+        )  # fmt: skip
+        counter = _certify.VoteCounter(run.model, settings, None)
+        samples = [(self.start + j, self.x[j], int(self.y[j])) for j in range(n)]
+        certified = _certify.certify_samples(
+            counter, samples, n0=c["n0"], n=c["n"], alpha=c["alpha"]
+        )
+        return [
+            {"prediction": r.prediction, "radius": r.radius, "p_lower": r.p_lower, "count": r.count}
+            for r in certified
+        ]
 
     def ensemble(
         self, members: list[Any], eps: float, eot: int, tag: str, samples: int | None = None
@@ -364,6 +433,7 @@ class _Run:
         self.eot: int = settings["eot"]
         self.num_samples: int = settings["prediction_samples"]
         self.sanity_eps: float | None = settings["sanity_eps"]
+        self.certify: dict[str, Any] | None = settings["certify"]
         self.paper = _paper_members(self.norm)
         self.adaptive: list[Any] = attacks
         self.sanity = [_pgd_member(f"PGD-{_SANITY_STEPS}", _SANITY_STEPS, _SANITY_STEPS, self.norm)]
@@ -385,6 +455,7 @@ def evaluate(
     square_queries: int = 5000,
     convergence_steps: int | None = 100,
     sanity_eps: float | None = None,
+    certify: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> RobustnessReport:
     """Clean and robust accuracy of ``model`` on ``data``, with checks for gradient masking.
@@ -402,8 +473,8 @@ def evaluate(
 
     Records: with ``records`` (a path), one JSON line per sample (index, label, clean
     prediction, spike count, input-gradient norm, and per protocol and radius the attack
-    that broke it, the attacks that fooled it and the perturbation norm) is appended chunk
-    by chunk. Calling ``evaluate`` again with the same path and settings resumes: samples
+    that broke it, the attacks that fooled it and the perturbation norm; with ``certify``,
+    its smoothing certificate) is appended chunk by chunk. Calling ``evaluate`` again with the same path and settings resumes: samples
     already recorded are not evaluated again, a truncated last line (a killed process) is
     dropped, and the finished file holds each sample once, sorted by index. Other settings
     raise an error rather than mix results.
@@ -412,8 +483,9 @@ def evaluate(
     global RNG (torchattacks' random starts) and the model's ``generator`` are seeded from
     ``(seed, first index of the chunk, step)`` before each step, so the records depend only
     on the model, the data and the settings (``batch_size`` included), never on the number
-    of processes or on interruptions. The caller's global RNG and the model's generator
-    state and train/eval modes are restored afterwards.
+    of processes or on interruptions (certification draws per sample, from ``(seed, sample
+    index)``, so its records do not depend on ``batch_size`` either). The caller's global
+    RNG and the model's generator state and train/eval modes are restored afterwards.
 
     Distributed: when a ``torch.distributed`` process group is initialised (``torchrun``),
     chunk ``k`` is evaluated by rank ``k % world_size`` (no padding, no duplicates), the
@@ -444,6 +516,14 @@ def evaluate(
         sanity_eps: radius of the large-eps check (PGD-20 through the model's own
             gradient); default 0.5 for ``"Linf"`` and ``0.5 * sqrt(pixels)`` for ``"L2"``;
             ``0`` skips the check.
+        certify: also certify every sample with randomized smoothing (:func:`certify`,
+            Cohen et al. 2019; Bernoulli coding for ``"l1"``, Mukhoty et al. 2024) and
+            report the certified accuracy: a dict with any of the keys ``sigma`` (required
+            for ``"l2"``), ``n0`` (100), ``n`` (1000), ``alpha`` (0.001), ``norm``
+            (``"l2"``), ``batch_size`` (1000 noisy copies per call) and ``radii`` at which
+            the summary reports certified accuracy (default ``[0, 0.25, 0.5, 0.75, 1]``
+            for ``"l2"``, ``[0, 0.1, 0.2, 0.3, 0.4]`` for ``"l1"``). ``None`` (default)
+            skips it.
         progress: show a progress bar on stderr (rank 0 only).
 
     Returns:
@@ -455,7 +535,8 @@ def evaluate(
     Raises:
         ValueError: bad ``eps``, ``norm``, ``protocol``, ``attacks``, ``num_samples``,
             ``seed``, ``batch_size``, ``eot``, ``square_queries``, ``convergence_steps``,
-            ``sanity_eps`` or ``data``; a records file written with other settings.
+            ``sanity_eps``, ``certify`` or ``data``; a records file written with other
+            settings.
         TypeError: ``model`` is not an ``nn.Module``; gradient-mode members on a model
             without ``gradient``.
 
@@ -501,6 +582,7 @@ def evaluate(
             f"sanity_eps must be a radius >= 0 (0 skips the check), got {sanity_eps!r}"
         )
     sanity = float(sanity_eps) if sanity_eps else None
+    certification = _check_certify(model, certify, seed)
     protocols = ["paper", "adaptive"] if protocol == "both" else [protocol]
 
     adaptive: list[Any] = []
@@ -527,6 +609,7 @@ def evaluate(
         "eot": eot if stochastic else 1,
         "prediction_samples": num_samples,
         "sanity_eps": sanity,
+        "certify": certification,
         "convergence": check,
         "num_data": len(y_all),
         "attacks": {

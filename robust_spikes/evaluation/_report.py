@@ -176,6 +176,47 @@ class RobustnessReport:
         return sum(counts) / len(counts)
 
     @property
+    def certified_accuracy(self) -> dict[float, float] | None:
+        """``{radius: accuracy}`` of the smoothed classifier; ``None`` if not certified.
+
+        A sample counts at a radius if the smoothed classifier predicts its label with a
+        certified radius at least that large (abstentions count as errors), as in
+        :meth:`~robust_spikes.evaluation.CertificationResult.certified_accuracy`; radius 0
+        gives the smoothed classifier's accuracy.
+        """
+        settings = self.settings.get("certify")
+        if settings is None:
+            return None
+        return {radius: self._certified_at(radius) for radius in settings["radii"]}
+
+    def _certified_at(self, radius: float) -> float:
+        return self._mean(
+            [
+                r["certified"]["prediction"] == r["label"] and r["certified"]["radius"] >= radius
+                for r in self.records
+            ]
+        )
+
+    def certified_curve(self, points: int = 51) -> list[tuple[float, float]]:
+        """Certified accuracy at ``points`` radii from 0 to the largest certified radius.
+
+        Raises:
+            ValueError: the evaluation ran without ``certify``.
+        """
+        if self.settings.get("certify") is None:
+            raise ValueError("certified_curve needs an evaluation run with certify=..., got none")
+        top = max(
+            (
+                r["certified"]["radius"]
+                for r in self.records
+                if r["certified"]["prediction"] == r["label"]
+            ),
+            default=0.0,
+        )
+        radii = [top * i / (points - 1) for i in range(points)] if top > 0 else [0.0]
+        return [(radius, self._certified_at(radius)) for radius in radii]
+
+    @property
     def flags(self) -> list[dict[str, str]]:
         """Masking flags ``{"code", "message"}`` (see :mod:`robust_spikes.evaluation`)."""
         return masking_flags(self.records, self.settings)
@@ -185,7 +226,8 @@ class RobustnessReport:
         """The summary as plain Python values (eps keys are floats).
 
         Keys: ``clean_accuracy``, ``robust_accuracy``, ``robust_accuracy_by_protocol``,
-        ``attack_success_rate``, ``num_samples``, ``mean_spike_count``, ``flags``,
+        ``attack_success_rate``, ``certified_accuracy`` (``{radius: accuracy}``, ``None``
+        without ``certify``), ``num_samples``, ``mean_spike_count``, ``flags``,
         ``protocol``, ``seed``, ``eot``, ``prediction_samples`` and ``settings`` (all of
         them).
         """
@@ -194,6 +236,7 @@ class RobustnessReport:
             "robust_accuracy": self.robust_accuracy,
             "robust_accuracy_by_protocol": {p: self.protocol_accuracy(p) for p in self.protocols},
             "attack_success_rate": self.attack_success_rate,
+            "certified_accuracy": self.certified_accuracy,
             "num_samples": self.num_samples,
             "mean_spike_count": self.mean_spike_count,
             "flags": self.flags,
@@ -209,7 +252,11 @@ class RobustnessReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write one row per (protocol, eps, attack): ``protocol,eps,attack,accuracy``."""
+        """Write one row per (protocol, eps, attack): ``protocol,eps,attack,accuracy``.
+
+        With certification, one row per radius follows: ``certified,RADIUS,NORM,accuracy``
+        (the ``eps`` column then holds the radius of the smoothing certificate).
+        """
         with Path(path).open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["protocol", "eps", "attack", "accuracy"])
@@ -218,6 +265,8 @@ class RobustnessReport:
                 for eps, accs in self.protocol_accuracy(protocol).items():
                     for name, acc in accs.items():
                         writer.writerow([protocol, eps, name, acc])
+            for radius, acc in (self.certified_accuracy or {}).items():
+                writer.writerow(["certified", radius, self.settings["certify"]["norm"], acc])
 
     def to_markdown(self) -> str:
         """A Markdown summary: settings, one table per protocol, and the flags."""
@@ -248,6 +297,20 @@ class RobustnessReport:
                 ["eps", "worst", "attack success rate"],
                 [[format_eps(e), _pct(robust[e]["worst"]), _pct(success[e])] for e in robust],
             )
+        certified = self.certified_accuracy
+        if certified is not None:
+            c = s["certify"]
+            noise = f"sigma {c['sigma']:g}" if c["norm"] == "l2" else "Bernoulli coding"
+            lines += [
+                "",
+                f"Certified accuracy (randomized smoothing, {c['norm']} radius, {noise}, "
+                f"n {c['n']}, alpha {c['alpha']:g}):",
+                "",
+            ]
+            lines += _table(
+                ["radius", "certified accuracy"],
+                [[f"{r:g}", _pct(a)] for r, a in certified.items()],
+            )
         lines += ["", "Masking checks:", ""]
         flags = self.flags
         lines += [f"- **{f['code']}**: {f['message']}" for f in flags] or ["- none fired"]
@@ -256,14 +319,20 @@ class RobustnessReport:
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> None:
         """Save robust accuracy (worst case) vs eps, one curve per protocol, as an image.
 
-        Needs matplotlib (``pip install 'robust-spikes[plots]'``), imported only here; no
-        pyplot state is touched (an Agg canvas is used).
+        With certification, a second panel shows certified accuracy vs radius. Needs
+        matplotlib (``pip install 'robust-spikes[plots]'``), imported only here; no pyplot
+        state is touched (an Agg canvas is used).
         """
         series = {
             p: [(e, a["worst"]) for e, a in sorted(self.protocol_accuracy(p).items())]
             for p in self.protocols
         }
-        plot_curves(series, path, title=title or f"{self.settings['norm']} robustness")
+        certified = None
+        if self.settings.get("certify") is not None:
+            certified = (self.settings["certify"]["norm"], self.certified_curve())
+        plot_curves(
+            series, path, title=title or f"{self.settings['norm']} robustness", certified=certified
+        )
 
     def __repr__(self) -> str:
         return (
@@ -290,10 +359,13 @@ def plot_curves(
     path: str | os.PathLike[str],
     *,
     title: str = "",
+    certified: tuple[str, Sequence[tuple[float, float]]] | None = None,
 ) -> None:
     """Save accuracy-vs-eps curves (``{label: [(eps, accuracy), ...]}``) as a PNG.
 
-    Labels ending in ``"paper"`` are dashed. Uses matplotlib's Agg canvas (no pyplot).
+    Labels ending in ``"paper"`` are dashed. ``certified=(norm, [(radius, accuracy), ...])``
+    adds a second panel, certified accuracy vs radius. Uses matplotlib's Agg canvas (no
+    pyplot).
 
     Raises:
         ImportError: matplotlib is missing (the message names the extra).
@@ -304,9 +376,9 @@ def plot_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.0))
+    fig = Figure(figsize=(6.0 if certified is None else 11.0, 4.0))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(1, 1 if certified is None else 2, 1)
     for label, points in series.items():
         xs = [255 * e for e, _ in points]
         ys = [100 * a for _, a in points]
@@ -319,5 +391,14 @@ def plot_curves(
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
+    if certified is not None:
+        norm, points = certified
+        cx = fig.add_subplot(1, 2, 2)
+        cx.plot([r for r, _ in points], [100 * a for _, a in points])
+        cx.set_xlabel(f"{norm} radius ([0, 1] image scale)")
+        cx.set_ylabel("certified accuracy (%)")
+        cx.set_ylim(-2, 102)
+        cx.grid(alpha=0.3)
+        cx.set_title("randomized smoothing")
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
