@@ -19,6 +19,12 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def argv(command: str, weights: Path, out: Path, limit: int, *options: str) -> list[str]:
+    """``command`` on the test network with ``weights``, the first ``limit`` digits."""
+    model = ["--model", "helpers:snntorch_conv", "--weights", str(weights)]
+    return [command, *model, "--limit", str(limit), *options, "--out", str(out), "--no-progress"]
+
+
 def test_every_subcommand_has_a_readable_help() -> None:
     parser = build_parser()
     text = parser.format_help()
@@ -33,24 +39,10 @@ def test_every_subcommand_has_a_readable_help() -> None:
 def test_evaluate_writes_the_report_files(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [
-        "evaluate",
-        "--model",
-        "helpers:snntorch_conv",
-        "--weights",
-        str(weights),
-        "--limit",
-        "12",
-        "--eps",
-        "0",
-        "8/255",
-        "--protocol",
-        "paper",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    ]
-    assert main(argv) == 0
+    assert (
+        main(argv("evaluate", weights, tmp_path, 12, "--eps", "0", "8/255", "--protocol", "paper"))
+        == 0
+    )
     for name in ("records.jsonl", "report.json", "report.csv", "report.md", "robustness.png"):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "report.json").read_text())
@@ -63,33 +55,14 @@ def test_evaluate_writes_the_report_files(
 def test_evaluate_can_certify_the_same_samples(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [
-        "evaluate",
-        "--model",
-        "helpers:snntorch_conv",
-        "--weights",
-        str(weights),
-        "--limit",
-        "4",
-        "--eps",
-        "8/255",
-        "--protocol",
-        "paper",
-        "--certify-sigma",
-        "0.25",
-        "--certify-n",
-        "50",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    ]
-    assert main(argv) == 0
+    options = ["--eps", "8/255", "--protocol", "paper", "--certify-n", "50"]
+    assert main(argv("evaluate", weights, tmp_path, 4, *options, "--certify-sigma", "0.25")) == 0
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["settings"]["certify"]["sigma"] == 0.25 and saved["settings"]["certify"]["n"] == 50
     assert [float(r) for r in saved["certified_accuracy"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert "Certified accuracy (randomized smoothing" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
-        main([*argv[:-3], "--certify-sigma", "-1", "--out", str(tmp_path / "bad")])
+        main(argv("evaluate", weights, tmp_path / "bad", 4, *options, "--certify-sigma", "-1"))
     assert exc.value.code == 2 and "--certify-sigma must be a positive number, got -1.0" in (
         capsys.readouterr().err
     )
@@ -98,25 +71,8 @@ def test_evaluate_can_certify_the_same_samples(
 def test_certify_writes_the_certificates(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [
-        "certify",
-        "--model",
-        "helpers:snntorch_conv",
-        "--weights",
-        str(weights),
-        "--limit",
-        "3",
-        "--sigma",
-        "0.25",
-        "--n0",
-        "10",
-        "--n",
-        "50",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    ]
-    assert main(argv) == 0
+    options = ["--sigma", "0.25", "--n0", "10", "--n", "50"]
+    assert main(argv("certify", weights, tmp_path, 3, *options)) == 0
     saved = json.loads((tmp_path / "certify.json").read_text())
     assert saved["summary"]["num_samples"] == 3 and saved["settings"]["sigma"] == 0.25
     assert "Certified accuracy" in capsys.readouterr().out
