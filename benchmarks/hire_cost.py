@@ -11,7 +11,7 @@ all alike); the script prints median epoch times and ratios to the plain epoch.
 ``--size 28`` the Conv(1->16)-Conv(16->32)-Linear(800->10) SNN of attack_step.py on the
 digits resized to 28x28, where the convolutions rather than per-batch overheads dominate.
 
-    python benchmarks/hire_cost.py [--size 8|28] [--repeats 5] [--device auto|cpu|cuda]
+    python benchmarks/hire_cost.py [--size 8|28] [--repeats N] [--device auto|cpu|cuda]
         [--threads N]
 """
 
@@ -55,10 +55,18 @@ def variants() -> dict[str, Callable[[rs.SpikingClassifier, tuple[torch.Tensor, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, choices=(8, 28), default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="round-robin repeats (default: 15 for --size 8, whose 0.3 s epochs are noisy; 5 "
+        "for --size 28)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 15 if args.size == 8 else 5
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(
