@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench docs clean
 
 venv: $(STAMP)
 
@@ -33,8 +33,12 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest robust_spikes tests
 
+# HTML API reference from the docstrings (pdoc), in docs/api/index.html.
+docs: $(STAMP)
+	$(PY) -m pdoc --docformat google -o docs/api robust_spikes robust_spikes.demo
+
 bench: $(STAMP)
 	$(PY) benchmarks/attack_step.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build docs/api *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,8 @@
 """Every public object has a docstring with a ``Shape:`` section and a ``>>>`` example.
 
+The HTML API reference (``make docs``, pdoc) is rendered here as well, and must show every
+public name of every public module.
+
 The examples themselves run as doctests (``--doctest-modules`` in pyproject). Plain
 constants (a tuple, a dict, a float, a ``Literal`` alias) cannot carry a docstring of their
 own at runtime, so they are listed in ``CONSTANTS`` and must instead be described, with an
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +94,25 @@ def test_constants_are_documented_in_their_module(module_name: str, attr: str) -
     assert any(attr in line for line in examples), (
         f"{module_name}'s docstring has no example that uses {attr}"
     )
+
+
+def test_the_api_reference_renders_every_public_name(tmp_path: Path) -> None:
+    pdoc = pytest.importorskip("pdoc")
+    pdoc.render.configure(docformat="google")
+    try:
+        pdoc.pdoc("robust_spikes", "robust_spikes.demo", output_directory=tmp_path)
+    finally:
+        pdoc.render.configure()  # pdoc's defaults back for anyone else in this process
+    problems = []
+    for module_name in MODULES:
+        page = tmp_path.joinpath(*module_name.split(".")).with_suffix(".html")
+        if not page.is_file():
+            problems.append(f"{module_name}: no page {page.name}")
+            continue
+        html = page.read_text(encoding="utf-8")
+        problems += [
+            f"{module_name}.{attr}: not on its page"
+            for attr, _ in _public(module_name)
+            if f'id="{attr}"' not in html
+        ]
+    assert not problems, "\n".join(problems)
