@@ -474,10 +474,10 @@ def evaluate(
     Records: with ``records`` (a path), one JSON line per sample (index, label, clean
     prediction, spike count, input-gradient norm, and per protocol and radius the attack
     that broke it, the attacks that fooled it and the perturbation norm; with ``certify``,
-    its smoothing certificate) is appended chunk by chunk. Calling ``evaluate`` again with the same path and settings resumes: samples
-    already recorded are not evaluated again, a truncated last line (a killed process) is
-    dropped, and the finished file holds each sample once, sorted by index. Other settings
-    raise an error rather than mix results.
+    its smoothing certificate) is appended chunk by chunk. Calling ``evaluate`` again with
+    the same path and settings resumes: samples already recorded are not evaluated again, a
+    truncated last line (a killed process) is dropped, and the finished file holds each
+    sample once, sorted by index. Other settings raise an error rather than mix results.
 
     Randomness: the samples are cut into chunks of ``batch_size`` consecutive indices; the
     global RNG (torchattacks' random starts) and the model's ``generator`` are seeded from
