@@ -95,6 +95,45 @@ def test_hire_with_one_period_is_plain_training() -> None:
         assert torch.equal(value, crafted.state_dict()[key]), key
 
 
+def _neuron_work(model: rs.SpikingClassifier, train) -> tuple[int, int]:
+    """Neuron steps run forward, and gradients received by their outputs, during ``train``."""
+    counts = [0, 0]
+    with torch.no_grad():
+        model(_small_data(1)[0])  # the one-time probe that finds how to drive the network
+
+    def backward(grad: torch.Tensor) -> None:
+        counts[1] += 1
+
+    def forward(module: nn.Module, args: object, out: object) -> None:
+        counts[0] += 1
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                t.register_hook(backward)
+
+    neurons = [m for m in model.modules() if isinstance(m, snn.SpikingNeuron)]
+    handles = [m.register_forward_hook(forward) for m in neurons]
+    try:
+        train(model)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts[0], counts[1]
+
+
+def test_hire_does_the_neuron_work_of_one_plain_pass() -> None:
+    """HIRE's cost claim, counted rather than timed: per batch, each of the T steps of every
+    neuron runs forward once and gets one gradient, as in plain training; FGSM-AT doubles it."""
+    data, kwargs = _small_data(64), {"epochs": 1, "batch_size": 32, "progress": False}
+    plain = _neuron_work(_model(), lambda m: fit(m, data, **kwargs))
+    layers = 2  # snntorch_conv: one hidden and one output Leaky
+    assert plain == (2 * NUM_STEPS * layers,) * 2  # 2 batches; one gradient per step
+    for periods in (2, NUM_STEPS):
+        work = _neuron_work(_model(), lambda m, p=periods: hire(m, data, periods=p, **kwargs))
+        assert work == plain, periods
+    fgsm = _neuron_work(_model(), lambda m: fit(m, data, adversary=rs.training.FGSM(0.1), **kwargs))
+    assert fgsm == (2 * plain[0], 2 * plain[1])
+
+
 def test_hire_matches_a_hand_written_reference() -> None:
     """One batch, T = 6 in periods of 2: three updates, noise crafted from each backward pass.
 
