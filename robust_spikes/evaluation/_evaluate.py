@@ -209,10 +209,7 @@ def _check_certify(model: nn.Module, certify: Any, seed: int) -> dict[str, Any] 
         "batch_size": certify.get("batch_size", 1000),
     }
     try:
-        _certify.check_settings(
-            model, out["sigma"], out["n0"], out["n"], out["alpha"], out["batch_size"], norm, None,
-            seed,
-        )  # fmt: skip
+        _certify_settings(model, out, seed)
     except ValueError as err:
         raise ValueError(f"certify: {err}") from None
     out["alpha"] = float(out["alpha"])
@@ -229,6 +226,13 @@ def _check_certify(model: nn.Module, certify: Any, seed: int) -> dict[str, Any] 
         )
     out["radii"] = sorted(set(values))
     return out
+
+
+def _certify_settings(model: nn.Module, c: Mapping[str, Any], seed: int) -> _certify._Settings:
+    """:func:`certify`'s validated settings for the dict ``c`` of :func:`_check_certify`."""
+    return _certify.check_settings(
+        model, c["sigma"], c["n0"], c["n"], c["alpha"], c["batch_size"], c["norm"], None, seed
+    )
 
 
 # ---------------------------------------------------------------------------- one chunk
@@ -299,11 +303,7 @@ class _Chunk:
         c = run.certify
         if c is None:
             return [None] * n
-        settings = _certify.check_settings(
-            run.model, c["sigma"], c["n0"], c["n"], c["alpha"], c["batch_size"], c["norm"], None,
-            run.seed,
-        )  # fmt: skip
-        counter = _certify.VoteCounter(run.model, settings, None)
+        counter = _certify.VoteCounter(run.model, run.certify_settings, None)
         samples = [(self.start + j, self.x[j], int(self.y[j])) for j in range(n)]
         certified = _certify.certify_samples(
             counter, samples, n0=c["n0"], n=c["n"], alpha=c["alpha"]
@@ -434,6 +434,8 @@ class _Run:
         self.num_samples: int = settings["prediction_samples"]
         self.sanity_eps: float | None = settings["sanity_eps"]
         self.certify: dict[str, Any] | None = settings["certify"]
+        if self.certify is not None:
+            self.certify_settings = _certify_settings(model, self.certify, self.seed)
         self.paper = _paper_members(self.norm)
         self.adaptive: list[Any] = attacks
         self.sanity = [_pgd_member(f"PGD-{_SANITY_STEPS}", _SANITY_STEPS, _SANITY_STEPS, self.norm)]
