@@ -217,7 +217,13 @@ def test_certification_equals_certify_whatever_the_batch_size(tmp_path: Path) ->
     expected = {r: reference.certified_accuracy(r) for r in (0.0, 0.1, 0.25)}
     assert chunked.certified_accuracy == expected and expected[0.0] > 0.0
     assert chunked.to_dict()["certified_accuracy"] == expected
-    assert chunked.certified_curve()[0] == (0.0, expected[0.0])
+    curve = chunked.certified_curve(points=11)
+    assert len(curve) == 11 and curve[0] == (0.0, expected[0.0])
+    assert [a for _, a in curve] == sorted((a for _, a in curve), reverse=True)
+    with pytest.raises(ValueError, match="points must be an int >= 2, got 1"):
+        chunked.certified_curve(points=1)
+    with pytest.raises(ValueError, match="certified_curve needs an evaluation run with certify"):
+        rs.evaluate(m, (x[:2], y[:2]), **{**kwargs, "certify": None}).certified_curve()
     assert "Certified accuracy (randomized smoothing, l2 radius, sigma 0.25" in (
         chunked.to_markdown()
     )

@@ -201,10 +201,12 @@ class RobustnessReport:
         """Certified accuracy at ``points`` radii from 0 to the largest certified radius.
 
         Raises:
-            ValueError: the evaluation ran without ``certify``.
+            ValueError: the evaluation ran without ``certify``; ``points`` is not an int >= 2.
         """
         if self.settings.get("certify") is None:
             raise ValueError("certified_curve needs an evaluation run with certify=..., got none")
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ValueError(f"points must be an int >= 2, got {points!r}")
         top = max(
             (
                 r["certified"]["radius"]
