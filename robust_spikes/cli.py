@@ -346,11 +346,16 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "level and report certified accuracy at l2 radii (see the certify command)",
     )
     cert.add_argument(
+        "--certify-n0",
+        type=positive_int,
+        metavar="N0",
+        help="noisy samples that pick the top class (default: 100)",
+    )
+    cert.add_argument(
         "--certify-n",
         type=positive_int,
-        default=1000,
         metavar="N",
-        help="noisy samples per certificate (default: %(default)s)",
+        help="noisy samples that bound its probability (default: 1000)",
     )
     _add_progress(parser)
 
@@ -359,6 +364,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     sigma = args.certify_sigma
     if sigma is not None and not 0.0 < sigma < float("inf"):
         raise _UsageError(f"--certify-sigma must be a positive number, got {sigma!r}")
+    counts = {"n0": args.certify_n0, "n": args.certify_n}
+    if sigma is None and any(v is not None for v in counts.values()):
+        raise _UsageError("--certify-n0 and --certify-n need --certify-sigma")
+    certify = {"sigma": sigma, **{k: v for k, v in counts.items() if v is not None}}
     model, x, y = _model_and_data(args)
     joined = _init_distributed()
     try:
@@ -376,11 +385,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             eot=args.eot,
             square_queries=args.square_queries,
             convergence_steps=args.convergence_steps or None,
-            certify=None if args.certify_sigma is None else {
-                "sigma": args.certify_sigma, "n": args.certify_n
-            },
+            certify=None if sigma is None else certify,
             progress=args.progress,
-        )  # fmt: skip
+        )
         if _rank() == 0:
             report.to_json(args.out / "report.json")
             report.to_csv(args.out / "report.csv")

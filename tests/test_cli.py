@@ -55,15 +55,24 @@ def test_evaluate_writes_the_report_files(
 def test_evaluate_can_certify_the_same_samples(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    options = ["--eps", "8/255", "--protocol", "paper", "--certify-n", "50"]
+    options = ["--eps", "8/255", "--protocol", "paper", "--certify-n0", "20", "--certify-n", "50"]
     assert main(argv("evaluate", weights, tmp_path, 4, *options, "--certify-sigma", "0.25")) == 0
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["settings"]["certify"]["sigma"] == 0.25 and saved["settings"]["certify"]["n"] == 50
+    assert {k: saved["settings"]["certify"][k] for k in ("sigma", "n0", "n")} == {
+        "sigma": 0.25,
+        "n0": 20,
+        "n": 50,
+    }
     assert [float(r) for r in saved["certified_accuracy"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert "Certified accuracy (randomized smoothing" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(argv("evaluate", weights, tmp_path / "bad", 4, *options, "--certify-sigma", "-1"))
     assert exc.value.code == 2 and "--certify-sigma must be a positive number, got -1.0" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(argv("evaluate", weights, tmp_path / "bad", 4, *options))
+    assert exc.value.code == 2 and "--certify-n0 and --certify-n need --certify-sigma" in (
         capsys.readouterr().err
     )
 

@@ -164,8 +164,16 @@ def test_truncated_records_resume_to_the_same_file(tmp_path: Path) -> None:
     assert part.read_bytes() == full.read_bytes()
     assert resumed.to_dict() == reference.to_dict()
     assert RobustnessReport.from_records(part).to_dict() == reference.to_dict()
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(differing: seed\)"):
         rs.evaluate(model(), data(16), records=part, **{**kwargs, "seed": 1})
+    # A header written before certification existed (no "certify" key) resumes too.
+    lines = full.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    del header["settings"]["certify"]
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps(header) + "\n" + "".join(lines[1:4]))
+    assert rs.evaluate(model(), data(16), records=old, **kwargs).to_dict() == reference.to_dict()
+    assert old.read_bytes() == full.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -235,11 +243,32 @@ def test_certification_equals_certify_whatever_the_batch_size(tmp_path: Path) ->
     whole_without.plot(tmp_path / "without.png")
     assert png_width(tmp_path / "with.png") > 1.5 * png_width(tmp_path / "without.png")
     assert RobustnessReport.from_records(tmp_path / "r.jsonl").to_dict() == chunked.to_dict()
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(differing: certify\)"):
         rs.evaluate(
             m, (x, y), batch_size=5, records=tmp_path / "r.jsonl",
             **{**kwargs, "certify": {**settings, "n": 200}},
         )  # fmt: skip
+    # Other radii only change the summary: the finished records are reused as they are.
+    records = [dict(r) for r in chunked.records]
+    again = rs.evaluate(
+        m, (x, y), batch_size=5, records=tmp_path / "r.jsonl",
+        **{**kwargs, "certify": {**settings, "radii": [0.05]}},
+    )  # fmt: skip
+    assert again.records == records
+    assert again.certified_accuracy == {0.05: reference.certified_accuracy(0.05)}
+
+
+def test_l1_certification_of_images_outside_0_1_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    x, y = data(4)
+    net = rs.SpikingClassifier(model().net, NUM_STEPS, input_range=None)
+    with pytest.raises(ValueError, match=r"certify\['norm'\]='l1' needs images in \[0, 1\].*max 2"):
+        rs.evaluate(
+            net, (2 * x, y), eps=[0.1], attacks=["FGSM"], records=tmp_path / "r.jsonl",
+            certify={"norm": "l1"}, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 # --------------------------------------------------------------- processes and kills

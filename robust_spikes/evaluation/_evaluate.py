@@ -524,8 +524,8 @@ def evaluate(
             for ``"l2"``), ``n0`` (100), ``n`` (1000), ``alpha`` (0.001), ``norm``
             (``"l2"``), ``batch_size`` (1000 noisy copies per call) and ``radii`` at which
             the summary reports certified accuracy (default ``[0, 0.25, 0.5, 0.75, 1]``
-            for ``"l2"``, ``[0, 0.1, 0.2, 0.3, 0.4]`` for ``"l1"``). ``None`` (default)
-            skips it.
+            for ``"l2"``, ``[0, 0.1, 0.2, 0.3, 0.4]`` for ``"l1"``; other radii on resume
+            only change the summary). ``None`` (default) skips it.
         progress: show a progress bar on stderr (rank 0 only).
 
     Returns:
@@ -585,6 +585,13 @@ def evaluate(
         )
     sanity = float(sanity_eps) if sanity_eps else None
     certification = _check_certify(model, certify, seed)
+    if certification is not None and certification["norm"] == "l1":
+        lo, hi = float(x_all.min()), float(x_all.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                "certify['norm']='l1' needs images in [0, 1] (they are Bernoulli "
+                f"probabilities), got min {lo:.4g} and max {hi:.4g}"
+            )
     protocols = ["paper", "adaptive"] if protocol == "both" else [protocol]
 
     adaptive: list[Any] = []

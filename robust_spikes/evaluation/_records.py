@@ -71,6 +71,20 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]
     return header, records, good
 
 
+_MISSING = object()
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the records: without the radii certified accuracy is
+    summarised at (they only shape the report) and with no certification the same as a
+    header written before certification existed."""
+    out = dict(settings)
+    certify = out.pop("certify", None)
+    if certify is not None:
+        out["certify"] = {k: v for k, v in certify.items() if k != "radii"}
+    return out
+
+
 def load(
     path: Path, settings: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
@@ -78,7 +92,8 @@ def load(
 
     Args:
         path: the records file (it and its parts may be missing).
-        settings: if given, every header must hold these settings exactly.
+        settings: if given, every header must hold these settings (up to the
+            certification radii, which only shape the report).
 
     Returns:
         ``(settings of the first header found or None, {index: record})``.
@@ -96,8 +111,9 @@ def load(
         if header is None:
             continue
         written = header.get("settings", {})
-        if settings is not None and written != settings:
-            keys = sorted(k for k in {*written, *settings} if written.get(k) != settings.get(k))
+        if settings is not None and _comparable(written) != _comparable(settings):
+            a, b = _comparable(written), _comparable(settings)
+            keys = sorted(k for k in {*a, *b} if a.get(k, _MISSING) != b.get(k, _MISSING))
             raise ValueError(
                 f"records {str(file)!r} were written with other settings (differing: "
                 f"{', '.join(keys)}); use another records path or the same settings"

@@ -200,6 +200,8 @@ class RobustnessReport:
     def certified_curve(self, points: int = 51) -> list[tuple[float, float]]:
         """Certified accuracy at ``points`` radii from 0 to the largest certified radius.
 
+        ``[(0.0, 0.0)]`` alone when no sample is certified correctly.
+
         Raises:
             ValueError: the evaluation ran without ``certify``; ``points`` is not an int >= 2.
         """
@@ -396,7 +398,8 @@ def plot_curves(
     if certified is not None:
         norm, points = certified
         cx = fig.add_subplot(1, 2, 2)
-        cx.plot([r for r, _ in points], [100 * a for _, a in points])
+        marker = "o" if len(points) == 1 else None  # a lone point needs a marker to show
+        cx.plot([r for r, _ in points], [100 * a for _, a in points], marker=marker)
         cx.set_xlabel(f"{norm} radius ([0, 1] image scale)")
         cx.set_ylabel("certified accuracy (%)")
         cx.set_ylim(-2, 102)
