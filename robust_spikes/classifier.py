@@ -71,8 +71,10 @@ class SpikingClassifier(nn.Module):
     """Wrap a spiking network as a classifier on images in [0, 1], returning logits.
 
     Every torchattacks attack runs against the result unmodified. The wrapped network is
-    not changed: its train/eval mode is left as the user set it, and its neuron state is
-    reset on every call before and after the forward pass.
+    not changed: the classifier has no train/eval mode of its own (``model.training`` is
+    the network's, so an attack that saves and restores the mode restores the network's,
+    and ``train()`` after ``eval()`` gives every module back the mode ``eval()`` found),
+    and its neuron state is reset on every call before and after the forward pass.
 
     Accepted networks (snnTorch 1.0, SpikingJelly 2.0):
 
@@ -85,19 +87,25 @@ class SpikingClassifier(nn.Module):
     * SpikingJelly networks in single-step (``'s'``) or multi-step (``'m'``) mode,
       including ``layer.SeqToANNContainer`` blocks.
 
-    Readouts: ``"membrane"`` (default) is the time mean of the output layer's membrane:
-    the final neuron's ``mem`` in snnTorch, its recorded ``v`` in SpikingJelly (the
-    post-reset potential; for a SpikingJelly network trained on firing rates use
-    ``"count"``), or the output itself when the network ends in a non-spiking layer.
-    ``"count"`` sums the output spikes over time (ties are broken towards the first
-    class). A callable receives ``(spikes, membrane)``, each ``[T, N, K]`` or ``None``.
+    Readouts: ``None`` (default) reads a network the way its framework trains it: the
+    output membrane in snnTorch (its tutorials put the loss on ``mem``), the spike count
+    in SpikingJelly (its tutorials put the loss on the output firing rate), and the
+    output's time mean when the network ends in a non-spiking layer or returns its own
+    recording (:attr:`readout_used` tells which). ``"membrane"`` is the time mean of the
+    output layer's membrane: the final neuron's ``mem`` in snnTorch, its recorded ``v``
+    in SpikingJelly (the post-reset potential), or the output itself when the network
+    ends in a non-spiking layer. ``"count"`` sums the output spikes over time (ties are
+    broken towards the first class). A callable receives ``(spikes, membrane)``, each
+    ``[T, N, K]`` or ``None``. A readout that does not match how the network was trained
+    gives near-chance accuracy; :func:`robust_spikes.evaluate` flags that.
 
     Args:
         net: the user's snnTorch or SpikingJelly network.
         num_steps: number of simulation time steps ``T`` (a positive int).
         encoder: maps ``[N, ...]`` to ``[T, N, ...]`` (an :class:`~robust_spikes.encoders.
             Encoder`); default :class:`~robust_spikes.encoders.Direct`.
-        readout: ``"membrane"``, ``"count"`` or a callable, see above.
+        readout: ``None`` (the framework's convention), ``"membrane"``, ``"count"`` or a
+            callable, see above.
         normalize: ``(mean, std)`` per channel, applied inside the model so that attacks
             work in the [0, 1] image scale; ``None`` for no normalisation.
         generator: source of all randomness of the encoder and stochastic neurons;
@@ -142,7 +150,7 @@ class SpikingClassifier(nn.Module):
         num_steps: int,
         *,
         encoder: Encoder | None = None,
-        readout: Readout = "membrane",
+        readout: Readout | None = None,
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         generator: torch.Generator | None = None,
         framework: str = "auto",
@@ -153,14 +161,18 @@ class SpikingClassifier(nn.Module):
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-        if not (callable(readout) or readout in _READOUTS):
-            raise ValueError(f"readout must be one of {_READOUTS} or a callable, got {readout!r}")
+        if not (readout is None or callable(readout) or readout in _READOUTS):
+            raise ValueError(
+                f"readout must be None (the framework's convention), one of {_READOUTS} or a "
+                f"callable, got {readout!r}"
+            )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.num_steps = check_num_steps(num_steps)
         self.input_range = check_range("input_range", input_range)
         self.readout = readout
         self.net = net
+        self._found_modes: tuple[tuple[nn.Module, bool], ...] | None = None
         self.encoder = encoder if encoder is not None else Direct()
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self._host: Host = detect(net, framework)
@@ -193,6 +205,62 @@ class SpikingClassifier(nn.Module):
         if getattr(self.encoder, "is_stochastic", False):
             return True
         return any(getattr(m, "is_stochastic", False) for m in self.net.modules())
+
+    # ------------------------------------------------------------------ modes
+    # The wrapper has no mode of its own: ``training`` is the wrapped network's, so an
+    # attack that saves ``model.training`` and restores it afterwards (torchattacks does)
+    # restores the network's. ``nn.Module.__init__`` sets it before ``net`` exists.
+    @property
+    def training(self) -> bool:
+        net = self.__dict__.get("_modules", {}).get("net")
+        return bool(net.training) if net is not None else self.__dict__.get("_own_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.__dict__["_own_training"] = mode
+
+    def train(self, mode: bool = True) -> SpikingClassifier:
+        """Set train or eval mode; ``train()`` after ``eval()`` restores the modes ``eval()`` found.
+
+        torchattacks switches a model to eval for an attack and back with ``train()``
+        when it was training. A plain ``train()`` would switch every submodule to train,
+        including those the user froze in eval (batch norm layers, for instance); here
+        every module gets back exactly the mode it had when ``eval()`` was called, as long
+        as no module's mode was changed in between. Otherwise it is ``nn.Module.train``.
+
+        Args:
+            mode: ``True`` for training mode, ``False`` for eval mode.
+
+        Returns:
+            This classifier.
+
+        Shape:
+            no tensors.
+
+        Example:
+            >>> import snntorch as snn
+            >>> net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3),
+            ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
+            >>> _ = net[1].eval()  # frozen batch norm in a training network
+            >>> model = SpikingClassifier(net, num_steps=2)
+            >>> model.training, model.eval().training, model.train().training
+            (True, False, True)
+            >>> net[1].training  # still frozen
+            False
+        """
+        if not isinstance(mode, bool):
+            raise ValueError(f"mode must be a bool, got {mode!r}")
+        found, self._found_modes = self._found_modes, None
+        if mode and found is not None and not any(m.training for m, _ in found):
+            for m, training in found:
+                m.training = training
+            return self
+        if not mode and self.training:
+            found = tuple((m, m.training) for m in self.modules())
+            super().train(False)
+            self._found_modes = found
+            return self
+        return super().train(mode)
 
     @torch.no_grad()
     def predict(
@@ -248,7 +316,7 @@ class SpikingClassifier(nn.Module):
         return (votes + 0.5 * probs / num_samples).argmax(1)  # probs < 1 only break ties
 
     def extra_repr(self) -> str:
-        readout = self.readout if isinstance(self.readout, str) else "callable"
+        readout = self.readout_used if not callable(self.readout) else "callable"
         return f"num_steps={self.num_steps}, readout={readout!r}, framework={self.framework!r}"
 
     # ------------------------------------------------------------------ forward
@@ -462,21 +530,40 @@ class SpikingClassifier(nn.Module):
             return spk, mem if mem is not None else spk
         return spk, mem_seq if mem_seq is not None else mem
 
+    @property
+    def readout_used(self) -> Readout:
+        """The readout in use: ``readout`` as given, or the framework's convention for it.
+
+        With ``readout=None`` a network whose last layer spikes is read the way its
+        framework's tutorials train it: the output membrane in snnTorch, the spike count
+        (the firing rate times ``num_steps``) in SpikingJelly; a network that ends in a
+        non-spiking layer, or returns its own recording, is read by that output's mean.
+        Known after the first call (``"membrane"`` before).
+        """
+        if self.readout is not None:
+            return self.readout
+        plan = self._plan
+        if plan is not None and plan.output == "neuron":
+            return self._host.spiking_readout
+        return "membrane"
+
     def _wants(self) -> tuple[bool, bool]:
         """Whether the readout needs (spikes, membrane)."""
-        if self.readout == "membrane":
+        readout = self.readout_used
+        if readout == "membrane":
             return False, True
-        if self.readout == "count":
+        if readout == "count":
             return True, False
         return True, True
 
     def _read(
         self, spikes: torch.Tensor | None, membrane: torch.Tensor | None, batch: int
     ) -> torch.Tensor:
-        if self.readout == "membrane":
+        readout = self.readout_used
+        if readout == "membrane":
             assert membrane is not None
             logits = membrane.mean(0)
-        elif self.readout == "count":
+        elif readout == "count":
             if spikes is None:
                 raise ValueError(
                     "readout='count' needs output spikes, but the network ends in a "
@@ -484,12 +571,12 @@ class SpikingClassifier(nn.Module):
                 )
             logits = spikes.sum(0)
         else:
-            assert callable(self.readout)
-            logits = self.readout(spikes, membrane)
+            assert callable(readout)
+            logits = readout(spikes, membrane)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(
-                f"readout {self.readout!r} must produce logits [N={batch}, K], got {got}; "
+                f"readout {readout!r} must produce logits [N={batch}, K], got {got}; "
                 "the network's output layer must give one value per class"
             )
         return logits

@@ -162,10 +162,11 @@ def test_golden_trajectory_spikingjelly_lif_float64() -> None:
         net = nn.Sequential(neuron.LIFNode(tau=tau, v_threshold=thr))
         functional.set_step_mode(net, mode)
         net.double()
-        membrane = SpikingClassifier(net, steps, input_range=None)(x)
+        membrane = SpikingClassifier(net, steps, readout="membrane", input_range=None)(x)
         torch.testing.assert_close(membrane, torch.stack(v_ref).mean(0), rtol=0, atol=1e-12)
-        counts = SpikingClassifier(net, steps, readout="count", input_range=None)(x)
-        torch.testing.assert_close(counts, torch.stack(s_ref).sum(0), rtol=0, atol=0)
+        model = SpikingClassifier(net, steps, input_range=None)  # SpikingJelly's default: count
+        torch.testing.assert_close(model(x), torch.stack(s_ref).sum(0), rtol=0, atol=0)
+        assert model.readout_used == "count"
 
 
 # --------------------------------------------------------------- host-idiom equivalence
@@ -347,7 +348,7 @@ def test_bad_num_steps(num_steps) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"readout": "mean"}, ValueError, "readout must be one of .*'mean'"),
+        ({"readout": "mean"}, ValueError, "readout must be None .*one of .*'mean'"),
         ({"framework": "norse"}, ValueError, "framework must be .*'norse'"),
         ({"normalize": ([0.5], [0.0])}, ValueError, "std > 0"),
         ({"normalize": 0.5}, ValueError, "normalize must be None or"),
@@ -571,3 +572,28 @@ def test_a_failing_probe_says_what_it_tried() -> None:
     assert any(
         "probed IndexesTime with one input of shape (1, 1, 8, 8)" in n for n in info.value.__notes__
     )
+
+
+# ------------------------------------------------------------------- default readout
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("snntorch-seq-output", "membrane"),  # snnTorch tutorials train on mem
+        ("snntorch-seq-spikes-only", "membrane"),
+        ("snntorch-tutorial-tuple", "membrane"),  # its own recording: read as returned
+        ("sj-s-lif", "count"),  # SpikingJelly tutorials train on the output firing rate
+        ("sj-m-lif", "count"),
+        ("sj-m-seq-to-ann", "count"),
+        ("sj-m-linear-output", "membrane"),  # a non-spiking last layer is read as it is
+    ],
+)
+def test_default_readout_follows_each_frameworks_training_convention(
+    name: str, expected: str, x: torch.Tensor
+) -> None:
+    net = build(name)
+    model = SpikingClassifier(net, NUM_STEPS)
+    logits = model(x)
+    assert model.readout_used == expected
+    explicit = SpikingClassifier(net, NUM_STEPS, readout=expected)(x)  # type: ignore[arg-type]
+    assert torch.equal(logits, explicit)
+    assert f"readout={expected!r}" in repr(model)

@@ -21,6 +21,9 @@ class Host:
     """
 
     name: str = ""
+    # How the framework's own tutorials read a network whose last layer spikes: snnTorch
+    # trains on the output membrane (tutorials 5-7), SpikingJelly on the firing rate.
+    spiking_readout: Literal["membrane", "count"] = "membrane"
 
     def neurons(self, net: nn.Module) -> list[nn.Module]:
         """Spiking neurons of ``net`` in ``net.modules()`` order."""

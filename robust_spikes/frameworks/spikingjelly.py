@@ -24,6 +24,7 @@ _EVAL_HEAVISIDE = ("OTTTLIFNode", "SLTTLIFNode")
 
 class SpikingJellyHost(Host):
     name = "spikingjelly"
+    spiking_readout = "count"  # its tutorials train on the output layer's firing rate
 
     def neurons(self, net: nn.Module) -> list[nn.Module]:
         return neurons_of(net, lambda m: isinstance(adapter_base(m), neuron.BaseNode))
