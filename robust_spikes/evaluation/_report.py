@@ -284,6 +284,13 @@ class RobustnessReport:
             f"Clean accuracy: {_pct(self.clean_accuracy)}"
             + ("" if spikes is None else f"; mean spike count {spikes:.1f} per sample"),
         ]
+        if s["stochastic"]:
+            lines += [
+                "",
+                f"The model is stochastic: each sample's prediction is the majority vote over "
+                f"{s['prediction_samples']} forward passes, clean and under every attack of "
+                "every protocol.",
+            ]
         success = self.attack_success_rate
         for protocol in self.protocols:
             table = self.protocol_accuracy(protocol)
