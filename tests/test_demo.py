@@ -13,7 +13,7 @@ import pytest
 
 import robust_spikes
 from robust_spikes.cli import main
-from robust_spikes.demo import MODELS, DemoResult, format_eps, run_demo
+from robust_spikes.demo import MODELS, DemoResult, comparison_table, format_eps, run_demo
 
 EPS = (8 / 255,)
 
@@ -22,7 +22,7 @@ EPS = (8 / 255,)
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str, Path]:
     """One quick run (1 epoch, 12 digits, few attacks); shared as it takes a while."""
     out, folder = io.StringIO(), tmp_path_factory.mktemp("demo")
-    result = run_demo(folder, quick=True, eps=EPS, progress=False, out=out)
+    result = run_demo(folder, quick=True, eps=EPS, seeds=[0], progress=False, out=out)
     return result, out.getvalue(), folder
 
 
@@ -32,13 +32,13 @@ def test_every_model_is_trained_and_evaluated_under_both_protocols(
     result, _, _ = demo
     assert list(result["reports"]) == list(MODELS) and len(MODELS) >= 5
     assert result["num_test"] == 12 and result["seconds"] > 0
-    for name, report in result["reports"].items():
+    for name, (report,) in result["reports"].items():
         assert report.protocols == ["paper", "adaptive"], name
         assert report.num_samples == 12
         robust = report.robust_accuracy[EPS[0]]
         assert robust["worst"] <= min(robust["paper/worst"], robust["adaptive/worst"])
         assert max(robust.values()) <= report.clean_accuracy
-    stochastic = {n for n, r in result["reports"].items() if r.settings["stochastic"]}
+    stochastic = {n for n, (r,) in result["reports"].items() if r.settings["stochastic"]}
     assert stochastic == {"stochastic gates (StoG)", "Poisson-coded"}
 
 
@@ -53,8 +53,20 @@ def test_the_table_and_the_files(demo: tuple[DemoResult, str, Path]) -> None:
     assert (folder / "report.md").read_text().startswith(result["table"])
     saved = json.loads((folder / "report.json").read_text())
     assert set(saved) == set(MODELS)
-    assert saved["LIF"]["num_samples"] == 12
+    assert saved["LIF"]["0"]["num_samples"] == 12
     assert (folder / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_table_gives_mean_and_range_over_seeds(demo: tuple[DemoResult, str, Path]) -> None:
+    result, _, _ = demo
+    (lif,) = result["reports"]["LIF"]
+    clean = lif.clean_accuracy
+    table = comparison_table({"LIF": [lif, lif]}, dataset="the digits")
+    assert "mean (min-max) over 2 seeds" in table
+    assert f"| {100 * clean:.1f} ({100 * clean:.0f}-{100 * clean:.0f}) |" in table
+    paper = lif.protocol_accuracy("paper")[EPS[0]]["worst"]
+    adaptive = lif.protocol_accuracy("adaptive")[EPS[0]]["worst"]
+    assert adaptive <= paper  # the adaptive worst case contains the paper attacks
 
 
 def test_bad_arguments_are_named() -> None:
@@ -62,8 +74,12 @@ def test_bad_arguments_are_named() -> None:
         ValueError, match=r"eps must hold finite numbers in \[0, 1\] \(the image scale\), got 1.5"
     ):
         run_demo(quick=True, eps=(1.5,), progress=False, out=io.StringIO())
-    with pytest.raises(TypeError, match="seed must be an int, got '0'"):
-        run_demo(quick=True, seed="0", progress=False, out=io.StringIO())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"seeds must be a non-empty sequence of distinct ints"):
+        run_demo(quick=True, seeds=["0"], progress=False, out=io.StringIO())  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"seeds must .* got \[1, 1\]"):
+        run_demo(quick=True, seeds=[1, 1], progress=False, out=io.StringIO())
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        run_demo(quick=True, dataset="mnist", progress=False, out=io.StringIO())
 
 
 def test_format_eps() -> None:
