@@ -23,6 +23,7 @@ labels are a 1-D tensor (``tensor([3, 1])``): the image tensor then needs as man
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -271,9 +272,27 @@ def tensors(
         ValueError: anything but the accepted forms; no samples; images and labels that
             do not match; labels that are not integers; ``indices`` out of range.
     """
+    _warn_if_shuffled(data, arg)
     x, y = _read(data, arg, images=False, indices=indices, limit=limit)
     assert y is not None
     return x, y
+
+
+def _warn_if_shuffled(data: Any, arg: str) -> None:
+    """A DataLoader that shuffles hands out another order each time it is read: the samples'
+    indices (records, certificates, seeds) and a training run would then depend on the
+    global RNG instead of the seed."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    if isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+        warnings.warn(
+            f"{arg} is a DataLoader with shuffle=True: its order changes each time it is "
+            "read, so sample indices, records and training order depend on the global RNG, "
+            "not on seed; robust-spikes shuffles training data itself with its seeded "
+            "generator: pass a DataLoader with shuffle=False",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def image_batches(data: Any, arg: str, *, batch_size: int) -> Iterator[Tensor]:

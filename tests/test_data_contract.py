@@ -239,3 +239,10 @@ def test_labels_that_do_not_match_the_images_are_refused(entry: str) -> None:
         call([(x[:7], y[:6])])
     with pytest.raises(ValueError, match=rf"^{arg} must hold integer class labels"):
         call((x, y.float() + 0.5))
+
+
+def test_a_shuffling_dataloader_is_flagged() -> None:
+    x, y = samples()
+    loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)
+    with pytest.warns(UserWarning, match=r"train_data is a DataLoader with shuffle=True"):
+        fit(mlp(), loader, epochs=1, progress=False)

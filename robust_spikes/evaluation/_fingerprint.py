@@ -33,7 +33,7 @@ def _update(h: Any, name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().to("cpu").contiguous()
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer, not a copy
     else:  # e.g. get_extra_state() objects
         h.update(f"{name}\0{type(value).__name__}\0{_ADDRESS.sub('', repr(value))}\0".encode())
 
