@@ -177,7 +177,34 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_and_data(parser: argparse.ArgumentParser) -> None:
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _radius(text: str) -> float:
+    """A radius >= 0 as a float or a fraction; ``[0, 1]`` is checked where the norm is Linf."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"invalid eps {text!r}: expected a number such as 0.03 or a fraction such as 8/255"
+        ) from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"invalid eps {text!r}: must be >= 0, got {value:g}")
+    return value
+
+
+def _add_model_and_data(
+    parser: argparse.ArgumentParser,
+    batch_default: int = 64,
+    batch_help: str = "samples per chunk (default: %(default)s)",
+) -> None:
     group = parser.add_argument_group("model and data")
     group.add_argument(
         "--model",
@@ -210,10 +237,8 @@ def _add_model_and_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--limit", type=positive_int, metavar="N", help="evaluate the first N test samples only"
     )
-    group.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    group.add_argument(
-        "--batch-size", type=positive_int, default=64, help="samples per chunk (default: 64)"
-    )
+    group.add_argument("--seed", type=_nonnegative_int, default=0, help="base seed (default: 0)")
+    group.add_argument("--batch-size", type=positive_int, default=batch_default, help=batch_help)
     group.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder (created)"
     )
@@ -274,14 +299,10 @@ def load_model(spec: str, *, weights: Path | None = None, num_steps: int = 4) ->
 
 
 def _load_data(args: argparse.Namespace) -> Any:
-    import torch
+    from robust_spikes import _data
 
     dataset = robust_spikes.data.load(args.data, args.root, train=False)
-    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))  # type: ignore[arg-type]
-    pairs = [dataset[i] for i in range(count)]
-    x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-    y = torch.as_tensor([int(p[1]) for p in pairs])
-    return x, y
+    return _data.tensors(dataset, "--data", limit=args.limit)
 
 
 def _model_and_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -317,35 +338,47 @@ def _rank() -> int:
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_and_data(parser)
     group = parser.add_argument_group("attacks")
-    _add_eps(group, None)  # type: ignore[arg-type]
+    group.add_argument(
+        "--eps",
+        type=_radius,
+        nargs="+",
+        required=True,
+        metavar="EPS",
+        help="attack radii as floats or fractions like 8/255: in the [0, 1] image scale for "
+        "Linf, any radius >= 0 for L2",
+    )
     group.add_argument("--norm", choices=("Linf", "L2"), default="Linf", help="(default: Linf)")
     group.add_argument(
         "--protocol",
         choices=("adaptive", "paper", "both"),
-        default="both",
-        help="paper: FGSM + PGD-7 as in the literature; adaptive: the robust-spikes ensemble "
-        "(default: %(default)s)",
+        default="adaptive",
+        help="paper: FGSM + PGD-7 as in the literature; adaptive: the robust-spikes ensemble; "
+        "both (default: %(default)s, as robust_spikes.evaluate)",
     )
     group.add_argument(
         "--attacks",
         nargs="+",
         metavar="NAME",
         help="adaptive members by name, e.g. FGSM PGD-20 PGD-20/triangle(1) APGD-DLR "
-        "Square-5000 (default: all)",
+        "Square-N (Square with N queries) (default: all)",
     )
     group.add_argument("--eot", type=positive_int, default=10, help="EOT samples (default: 10)")
     group.add_argument(
         "--num-samples",
         type=positive_int,
         metavar="K",
-        help="prediction samples of a stochastic model (default: 10)",
+        help="prediction samples of a stochastic model (default: 10 for a stochastic model, "
+        "1 otherwise)",
     )
     group.add_argument(
-        "--square-queries", type=positive_int, default=5000, help="(default: %(default)s)"
+        "--square-queries",
+        type=positive_int,
+        default=5000,
+        help="queries of the default Square member (default: %(default)s)",
     )
     group.add_argument(
         "--convergence-steps",
-        type=int,
+        type=_nonnegative_int,
         default=100,
         metavar="S",
         help="steps of the PGD convergence check, 0 to skip (default: %(default)s)",
@@ -374,6 +407,8 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    if args.norm == "Linf" and any(e > 1.0 for e in args.eps):
+        raise _UsageError(f"--eps must be in [0, 1] (the image scale) for Linf, got {args.eps}")
     sigma = args.certify_sigma
     if sigma is not None and not 0.0 < sigma < float("inf"):
         raise _UsageError(f"--certify-sigma must be a positive number, got {sigma!r}")
@@ -397,7 +432,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             eot=args.eot,
             square_queries=args.square_queries,
-            convergence_steps=args.convergence_steps or None,
+            convergence_steps=args.convergence_steps,
             certify=None if sigma is None else certify,
             progress=args.progress,
         )
@@ -421,7 +456,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- certify
 def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_model_and_data(parser)
+    _add_model_and_data(
+        parser,
+        1000,
+        "most noisy copies per model call, as certify's batch_size (default: %(default)s)",
+    )
     group = parser.add_argument_group("certification")
     group.add_argument(
         "--norm",
@@ -439,15 +478,17 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_certify(args: argparse.Namespace) -> int:
     if args.norm == "l2" and args.sigma is None:
         raise _UsageError("--sigma is required for --norm l2")
+    if args.norm == "l1" and args.sigma is not None:
+        raise _UsageError("--sigma is for --norm l2 only (l1 smoothing has no noise level)")
     model, x, y = _model_and_data(args)
     result = robust_spikes.certify(
         model,
         (x, y),
-        sigma=args.sigma if args.norm == "l2" else None,
+        sigma=args.sigma,
         n0=args.n0,
         n=args.n,
         alpha=args.alpha,
-        batch_size=max(args.batch_size, 1),
+        batch_size=args.batch_size,
         norm=args.norm,
         seed=args.seed,
         progress=args.progress,

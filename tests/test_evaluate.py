@@ -166,14 +166,18 @@ def test_truncated_records_resume_to_the_same_file(tmp_path: Path) -> None:
     assert RobustnessReport.from_records(part).to_dict() == reference.to_dict()
     with pytest.raises(ValueError, match=r"other settings \(differing: seed\)"):
         rs.evaluate(model(), data(16), records=part, **{**kwargs, "seed": 1})
-    # A header written before certification existed (no "certify" key) resumes too.
+    # A file of robust-spikes 0.1 (no fingerprint, no "certify" key) is refused, untouched;
+    # RobustnessReport.from_records still reads it.
     lines = full.read_text().splitlines(keepends=True)
     header = json.loads(lines[0])
-    del header["settings"]["certify"]
+    del header["settings"]["certify"], header["fingerprint"]
     old = tmp_path / "old.jsonl"
-    old.write_text(json.dumps(header) + "\n" + "".join(lines[1:4]))
-    assert rs.evaluate(model(), data(16), records=old, **kwargs).to_dict() == reference.to_dict()
-    assert old.read_bytes() == full.read_bytes()
+    old.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    before = old.read_bytes()
+    with pytest.raises(ValueError, match=r"older robust-spikes without a fingerprint.* delete"):
+        rs.evaluate(model(), data(16), records=old, **kwargs)
+    assert old.read_bytes() == before
+    assert RobustnessReport.from_records(old).records == reference.records
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._checks import check_num_steps, check_positive_int
 from robust_spikes._optional import require
 from robust_spikes.conversion._calibrate import calibrate
@@ -222,11 +223,12 @@ def convert(
 
     Args:
         ann: a ReLU network traceable by ``torch.fx`` (no data-dependent control flow).
-        calibration_data: images for threshold balancing: a tensor ``[N, ...]`` or an
-            ``(images, labels)`` tuple (split into batches of 256), a map-style dataset of
-            ``(image, label)`` pairs, or an iterable of batches (a ``DataLoader``), each a
-            tensor or a tuple whose first item is the images. Values as the ANN takes them
-            (images in [0, 1] for a classifier that attacks will query).
+        calibration_data: images for threshold balancing: a tensor ``[N, ...]``, an
+            ``(images, labels)`` pair or a Dataset of ``(image, label)`` pairs (split into
+            batches of 256), or a DataLoader or other iterable of batches (kept as they come),
+            each a tensor of images or an ``(images, labels)`` pair; labels are ignored.
+            Values as the ANN takes them (images in [0, 1] for a classifier that attacks
+            will query).
         target: ``"snntorch"`` or ``"spikingjelly"``.
         neuron: ``"if"`` (integrate-and-fire) or ``"lif"`` (leaky).
         num_steps: the number of time steps the SNN is meant to run (a positive int),
@@ -390,40 +392,17 @@ def _target(target: str) -> tuple[ModuleType, Tie]:
 
 
 def _batches(data: Any) -> list[torch.Tensor]:
-    """Calibration batches from a tensor, an (images, labels) tuple, a dataset or batches."""
-    items: list[Any]
-    if isinstance(data, torch.Tensor):
-        items = list(data.split(CALIBRATION_BATCH))
-    elif isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        items = list(data[0].split(CALIBRATION_BATCH))
-    elif isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
-        firsts = [_first(data[i]) for i in range(len(data))]
-        items = list(torch.stack(firsts).split(CALIBRATION_BATCH)) if firsts else []
-    else:
-        try:
-            items = [_first(batch) for batch in data]
-        except TypeError:
-            raise ValueError(
-                "calibration_data must be a tensor, an (images, labels) tuple, a dataset or "
-                f"an iterable of batches, got {type(data).__name__}"
-            ) from None
+    """Calibration batches of images (``_data``'s contract, labels ignored)."""
+    items = list(_data.image_batches(data, "calibration_data", batch_size=CALIBRATION_BATCH))
     for x in items:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0:
-            got = (
-                f"dtype {x.dtype}, shape {tuple(x.shape)}"
-                if isinstance(x, torch.Tensor)
-                else (type(x).__name__)
-            )
+        if not x.is_floating_point() or x.numel() == 0:
             raise ValueError(
-                f"calibration_data must hold non-empty float tensors of inputs, got {got}"
+                "calibration_data must hold non-empty float tensors of inputs, got dtype "
+                f"{x.dtype}, shape {tuple(x.shape)}"
             )
     if not items:
         raise ValueError("calibration_data must hold at least one batch, got none")
     return items
-
-
-def _first(item: Any) -> Any:
-    return item[0] if isinstance(item, tuple | list) else item
 
 
 def _describe(node: torch.fx.Node) -> str:

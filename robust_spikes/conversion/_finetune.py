@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
 from robust_spikes.classifier import SpikingClassifier
 from robust_spikes.conversion._convert import _check_number, thresholds
 from robust_spikes.training import RFGSM, History, fit
-from robust_spikes.training._fit import _as_tensors
 
 __all__ = ["robust_finetune"]
 
@@ -90,7 +90,9 @@ def robust_finetune(
     Args:
         snn_classifier: a :class:`~robust_spikes.SpikingClassifier` whose network has
             learnable thresholds (see :func:`thresholds`), e.g. around :func:`convert`'s result.
-        data: training data, an ``(images, labels)`` tuple or a dataset of pairs.
+        data: training data as in :func:`~robust_spikes.training.fit`: an ``(images,
+            labels)`` pair, a Dataset of ``(image, label)`` pairs, a DataLoader or an
+            iterable of ``(images, labels)`` batches.
         eps: L-inf radius of the adversary in the [0, 1] image scale, in (0, 1].
         alpha: size of its random step, in [0, eps].
         beta: weight of the KL term (>= 0).
@@ -149,7 +151,7 @@ def robust_finetune(
     if momentum >= 1.0:
         raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
     adversary = RFGSM(eps, alpha, beta)
-    train = _as_tensors("data", data)
+    train = _data.tensors(data, "data")
     optimizer = torch.optim.SGD(
         snn_classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )

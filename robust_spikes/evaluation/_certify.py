@@ -42,6 +42,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._optional import require
 from robust_spikes._random import rand, randn
 
@@ -417,9 +418,9 @@ def certify(
     Args:
         model: base classifier, ``model(x) -> logits [N, K]`` (e.g. a
             :class:`~robust_spikes.SpikingClassifier`, which resets its state on every call).
-        data: a map-style dataset of ``(image, label)`` pairs (e.g.
-            ``robust_spikes.data.digits("test")``), a pair ``(images, labels)`` of tensors,
-            or an iterable of ``(images, labels)`` batches (e.g. a DataLoader).
+        data: an ``(images, labels)`` pair of tensors, a Dataset of ``(image, label)``
+            pairs (e.g. ``robust_spikes.data.digits("test")``), a DataLoader, or any
+            iterable of ``(images, labels)`` batches (a list of batch tuples included).
         sigma: standard deviation of the Gaussian noise for ``norm="l2"`` (image scale);
             must be ``None`` for ``norm="l1"``.
         n0: noisy samples to select the top class.
@@ -428,7 +429,8 @@ def certify(
         batch_size: most noisy samples per model call.
         norm: ``"l2"`` (Gaussian smoothing) or ``"l1"`` (Bernoulli rate coding).
         num_classes: number of classes; default the width of the model's logits.
-        indices: certify only these positions of ``data``.
+        indices: certify only these positions of ``data``, in this order (an iterable is
+            read up to the largest position).
         max_samples: certify at most this many samples (the first ones, after ``indices``).
         seed: base seed; sample ``i`` draws from a generator seeded from ``(seed, i)``.
         progress: show a tqdm progress bar on stderr.
@@ -442,9 +444,10 @@ def certify(
 
     Raises:
         ValueError: bad ``sigma``, ``n0``, ``n``, ``alpha``, ``batch_size``, ``norm``,
-            ``num_classes``, ``indices``, ``max_samples`` or ``seed``; no samples; images
+            ``num_classes``, ``indices``, ``max_samples`` or ``seed``; ``data`` of another
+            kind, without samples, or with labels that are not one int per image; images
             outside [0, 1] for ``norm="l1"``; logits that are not ``[N, num_classes]``.
-        TypeError: ``model`` is not an ``nn.Module``; ``data`` of an unsupported kind.
+        TypeError: ``model`` is not an ``nn.Module``.
 
     Example:
         >>> import robust_spikes as rs
@@ -646,101 +649,23 @@ def _sample_seed(seed: int, index: int, stream: int) -> int:
 
 def _samples(
     data: Any, indices: Sequence[int] | None, max_samples: int | None
-) -> tuple[Iterator[tuple[int, torch.Tensor, int]], int | None]:
-    """``(index, image, label)`` for every selected sample, and their number if known."""
+) -> tuple[Iterator[tuple[int, torch.Tensor, int]], int]:
+    """``(index, image, label)`` for every selected sample (``_data``'s contract), and their
+    number; ``index`` is the sample's position in ``data``."""
     if max_samples is not None:
         _check_count("max_samples", max_samples, minimum=1)
-    pair = (
-        isinstance(data, tuple | list)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    )
-    if pair:
-        images, labels = data
-        if labels.dim() != 1 or images.dim() < 2 or images.shape[0] != labels.shape[0]:
-            raise ValueError(
-                "data as a pair must be (images [N, C, H, W], labels [N]), got shapes "
-                f"{tuple(images.shape)} and {tuple(labels.shape)}"
-            )
-        length: int | None = labels.shape[0]
-
-        def get(i: int) -> tuple[Any, Any]:
-            return images[i], labels[i]
-
-    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        length, get = len(data), data.__getitem__
-    elif isinstance(data, Iterable):
-        length, get = None, None  # type: ignore[assignment]
-    else:
-        raise TypeError(
-            "data must be a dataset of (image, label) pairs, a pair (images, labels) of "
-            f"tensors or an iterable of (images, labels) batches, got {type(data).__name__}"
-        )
-
-    if indices is not None:
-        chosen = [_check_index(i, length) for i in indices]
-        if max_samples is not None:
-            chosen = chosen[:max_samples]
-    elif length is not None:
-        chosen = list(range(min(length, max_samples or length)))
-    else:
-        chosen = None
-
-    if get is not None:
-        assert chosen is not None
-        items = ((i, *get(i)) for i in chosen)
-        return (_unpack(i, x, y) for i, x, y in items), len(chosen)
-    total = len(chosen) if chosen is not None else max_samples
-    return _from_batches(data, chosen, max_samples), total
+    chosen = None if indices is None else [_check_index(i) for i in indices]
+    x, y = _data.tensors(data, "data", indices=chosen, limit=max_samples)
+    positions = list(range(len(y))) if chosen is None else chosen[: len(y)]
+    return ((p, x[j], int(y[j])) for j, p in enumerate(positions)), len(positions)
 
 
-def _check_index(i: Any, length: int | None) -> int:
+def _check_index(i: Any) -> int:
     if isinstance(i, torch.Tensor) and i.numel() == 1:
         i = int(i)
-    if isinstance(i, bool) or not isinstance(i, int) or i < 0 or (length and i >= length):
-        bound = f" < {length}" if length is not None else ""
-        raise ValueError(f"indices must hold ints in [0{bound}), got {i!r}")
+    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+        raise ValueError(f"indices must hold ints >= 0 (positions in data), got {i!r}")
     return i
-
-
-def _from_batches(
-    data: Iterable[Any], chosen: list[int] | None, max_samples: int | None
-) -> Iterator[tuple[int, torch.Tensor, int]]:
-    """Samples of an iterable of ``(images, labels)`` batches, numbered in order."""
-    wanted = set(chosen) if chosen is not None else None
-    last = max(chosen) if chosen else -1
-    index, emitted = 0, 0
-    for batch in data:
-        if not (isinstance(batch, tuple | list) and len(batch) == 2):
-            raise TypeError(
-                f"data batches must be (images, labels) pairs, got {type(batch).__name__}"
-            )
-        images, labels = batch
-        for j in range(len(labels)):
-            if wanted is None or index in wanted:
-                yield _unpack(index, images[j], labels[j])
-                emitted += 1
-                if wanted is None and max_samples is not None and emitted >= max_samples:
-                    return
-            index += 1
-            if wanted is not None and index > last:
-                return
-    if wanted is not None:
-        raise ValueError(
-            f"indices must be below the number of samples in data ({index}), got {last}"
-        )
-
-
-def _unpack(index: int, x: Any, y: Any) -> tuple[int, torch.Tensor, int]:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"sample {index}: image must be a torch.Tensor, got {type(x).__name__}")
-    if isinstance(y, torch.Tensor):
-        if y.numel() != 1:
-            raise ValueError(f"sample {index}: label must be one int, got shape {tuple(y.shape)}")
-        y = y.item()
-    if isinstance(y, bool) or not isinstance(y, int):
-        raise TypeError(f"sample {index}: label must be an int, got {y!r}")
-    return index, x, y
 
 
 def _check_sample(x: torch.Tensor, norm: str, index: int) -> torch.Tensor:

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
-from robust_spikes.evaluation import _certify, _distributed, _records
+from robust_spikes.evaluation import _certify, _distributed, _fingerprint, _records
 from robust_spikes.evaluation._report import RobustnessReport
 
 __all__ = ["PROTOCOLS", "evaluate"]
@@ -117,9 +118,13 @@ def _adaptive_members(
                 chosen.append(item)
             elif isinstance(item, str) and item in by_name:
                 chosen.append(by_name[item])
+            elif isinstance(item, str) and (queries := _square_queries(item)) is not None:
+                square = default_members(model, norm=norm, square_queries=queries)  # type: ignore[arg-type]
+                chosen += [m for m in square if m.name == item]
             else:
                 raise ValueError(
-                    f"attacks: unknown member {item!r}; give a Member or one of {sorted(by_name)}"
+                    f"attacks: unknown member {item!r}; give a Member, one of "
+                    f"{sorted(by_name)} or Square-N (N queries, N >= 1)"
                 )
         if not chosen:
             raise ValueError("attacks must hold at least one member, got an empty sequence")
@@ -136,6 +141,14 @@ def _adaptive_members(
             check += "/convergence"
         white.append(_pgd_member(check, convergence_steps, 20, norm))
     return white + rest, check
+
+
+def _square_queries(name: str) -> int | None:
+    """``N`` of a member name ``Square-N`` (N a positive int written plainly), else None."""
+    prefix, _, count = name.partition("-")
+    if prefix != "Square" or not count.isdigit() or count != str(int(count)) or int(count) < 1:
+        return None
+    return int(count)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -157,29 +170,9 @@ def _check_eps(eps: Any, norm: str) -> list[float]:
 
 
 def _as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` from a tuple of tensors, a Dataset of pairs, or batches."""
-    try:
-        if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-            x, y = torch.as_tensor(data[0]), torch.as_tensor(data[1])
-        elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            pairs = [data[i] for i in range(len(data))]
-            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-            y = torch.as_tensor([int(p[1]) for p in pairs])
-        else:  # an iterable of (images, labels) batches, e.g. a DataLoader
-            batches = list(data)
-            x = torch.cat([torch.as_tensor(b[0]) for b in batches])
-            y = torch.cat([torch.as_tensor(b[1]).reshape(-1) for b in batches])
-    except (TypeError, IndexError, ValueError, RuntimeError) as err:
-        raise ValueError(
-            "data must be an (images, labels) tuple of tensors, a Dataset of (image, label) "
-            f"pairs or an iterable of such batches, got {type(data).__name__} ({err})"
-        ) from None
-    if x.dim() < 2 or len(x) == 0 or y.shape != (len(x),):
-        raise ValueError(
-            f"data must hold N >= 1 images [N, ...] and N labels, got shapes {tuple(x.shape)} "
-            f"and {tuple(y.shape)}"
-        )
-    return x.float(), y.long()
+    """``(images, labels)`` of ``data`` in any form of the one data contract (``_data``)."""
+    x, y = _data.tensors(data, "data")
+    return x.float(), y
 
 
 def _seed_for(seed: int, start: int, tag: str) -> int:
@@ -509,9 +502,15 @@ def evaluate(
     prediction, spike count, input-gradient norm, and per protocol and radius the attack
     that broke it, the attacks that fooled it and the perturbation norm; with ``certify``,
     its smoothing certificate) is appended chunk by chunk. Calling ``evaluate`` again with
-    the same path and settings resumes: samples already recorded are not evaluated again, a
-    truncated last line (a killed process) is dropped, and the finished file holds each
-    sample once, sorted by index. Other settings raise an error rather than mix results.
+    the same path, model, data and settings resumes: samples already recorded are not
+    evaluated again, a truncated last line (a killed process) is dropped, and the finished
+    file holds each sample once, sorted by index. The file's header holds a fingerprint of
+    the model (every parameter and buffer of ``state_dict()``, the module tree, and a
+    classifier's ``num_steps``, ``readout``, encoder, ``normalize`` and ``input_range``) and
+    of the data (the images and labels, in order); another model, other data (reordered
+    included) or other settings raise a ``ValueError`` naming what differs rather than mix
+    results, and so does a file written before fingerprints existed (robust-spikes 0.1:
+    its model is unknown). Use a new path or delete the file then.
 
     Randomness: the samples are cut into chunks of ``batch_size`` consecutive indices; the
     global RNG (torchattacks' random starts) and the model's ``generator`` are seeded from
@@ -530,23 +529,25 @@ def evaluate(
         model: a :class:`~robust_spikes.SpikingClassifier` (gradient modes and spike counts
             need one), or any classifier ``[N, ...] -> [N, K]`` with ``attacks`` free of
             gradient modes.
-        data: an ``(images, labels)`` tuple, a Dataset of ``(image, label)`` pairs or an
-            iterable of such batches; images in [0, 1].
+        data: an ``(images, labels)`` pair of tensors, a Dataset of ``(image, label)``
+            pairs, a DataLoader, or any iterable of ``(images, labels)`` batches (a list of
+            batch tuples included); images in [0, 1]. It is read once, in order.
         eps: one radius or a sequence, in the [0, 1] image scale for ``"Linf"``; ``0``
             gives the clean accuracy.
         norm: ``"Linf"`` or ``"L2"`` (the paper protocol then runs PGD-7 only).
         protocol: ``"adaptive"``, ``"paper"`` or ``"both"``.
         attacks: adaptive members: :class:`~robust_spikes.attacks.Member` objects or names
             of :func:`~robust_spikes.attacks.default_members`; default all of them.
+            ``"Square-N"`` is Square with ``N`` queries whatever ``square_queries`` is.
         num_samples: forward passes per prediction (a majority vote) of a stochastic model,
             in both protocols (default 10; 1 for a deterministic model).
         seed: base seed (an int >= 0).
         records: JSON-lines path for per-sample records and resume, or ``None``.
         batch_size: samples per chunk.
         eot: gradient samples per attack step for a stochastic model (adaptive protocol).
-        square_queries: queries of the default Square member.
+        square_queries: queries of the default Square member (when ``attacks`` is None).
         convergence_steps: steps of the extra PGD run (step size of PGD-20) that checks
-            convergence, or ``None`` to skip it.
+            convergence; ``0`` or ``None`` skips it (the CLI's ``--convergence-steps 0``).
         sanity_eps: radius of the large-eps check (PGD-20 through the model's own
             gradient); default 0.5 for ``"Linf"`` and ``0.5 * sqrt(pixels)`` for ``"L2"``;
             ``0`` skips the check.
@@ -569,8 +570,8 @@ def evaluate(
     Raises:
         ValueError: bad ``eps``, ``norm``, ``protocol``, ``attacks``, ``num_samples``,
             ``seed``, ``batch_size``, ``eot``, ``square_queries``, ``convergence_steps``,
-            ``sanity_eps``, ``certify`` or ``data``; a records file written with other
-            settings.
+            ``sanity_eps``, ``certify`` or ``data``; a records file written for another
+            model, other data or with other settings, or without a fingerprint.
         TypeError: ``model`` is not an ``nn.Module``; gradient-mode members on a model
             without ``gradient``.
 
@@ -597,8 +598,14 @@ def evaluate(
     batch_size = check_positive_int("batch_size", batch_size)
     eot = check_positive_int("eot", eot)
     square_queries = check_positive_int("square_queries", square_queries)
-    if convergence_steps is not None:
-        convergence_steps = check_positive_int("convergence_steps", convergence_steps)
+    if convergence_steps is not None:  # 0 skips the check, as None does (and as the CLI)
+        bad = isinstance(convergence_steps, bool) or not isinstance(convergence_steps, int)
+        if bad or convergence_steps < 0:
+            raise ValueError(
+                "convergence_steps must be an int >= 0 (0 or None skips the check), got "
+                f"{convergence_steps!r}"
+            )
+        convergence_steps = convergence_steps or None
     x_all, y_all = _as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
     if num_samples is None:
@@ -667,8 +674,13 @@ def evaluate(
     path = Path(records) if records is not None else None
     rank, world_size = _distributed.world()
     done: dict[int, dict[str, Any]] = {}
+    fingerprint: dict[str, Any] = {}
     if path is not None:
-        _, done = _records.load(path, settings)
+        fingerprint = {
+            "model": _fingerprint.model_fingerprint(model),
+            "data": _fingerprint.data_fingerprint(x_all, y_all),
+        }
+        _, done = _records.load(path, settings, fingerprint)
     mine = _distributed.chunks(len(y_all), batch_size, rank, world_size)
     todo = [c for c in mine if any(i not in done for i in c)]
 
@@ -679,7 +691,7 @@ def evaluate(
     stream = None
     if path is not None and todo:
         own = path if world_size == 1 else path.with_name(f"{path.name}.part-{rank}")
-        stream = _records.open_for_append(own, settings)
+        stream = _records.open_for_append(own, settings, fingerprint)
     try:
         model.eval()
         with torch.random.fork_rng(devices=[]), _progress(todo, progress and rank == 0) as bar:
@@ -709,7 +721,7 @@ def evaluate(
         raise RuntimeError(f"evaluation finished without the records of samples {missing}")
     if path is not None:
         if rank == 0:
-            _records.write_atomic(path, settings, rows)
+            _records.write_atomic(path, settings, rows, fingerprint)
             if world_size > 1 or _records.part_paths(path):
                 for part_path in _records.part_paths(path):
                     part_path.unlink(missing_ok=True)

@@ -1,6 +1,9 @@
 """Per-sample evaluation records as JSON lines: append, resume, merge.
 
-A records file starts with one header line ``{"format": ..., "settings": {...}}`` and then
+A records file starts with one header line ``{"format": ..., "settings": {...},
+"fingerprint": {"model": {...}, "data": {...}}}`` (see ``_fingerprint``: a resume with
+another model, other data or other settings is refused, and so is a file of an older
+version, which has no fingerprint) and then
 holds one JSON object per evaluated sample, each with an ``"index"``. Records are appended
 one chunk at a time (one ``write`` and an ``fsync``), so a killed process leaves at most a
 truncated last line, which :func:`load` drops and :func:`open_for_append` cuts off before
@@ -16,6 +19,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
+
+from robust_spikes.evaluation import _fingerprint
 
 __all__ = ["FORMAT", "append", "dumps", "load", "open_for_append", "part_paths", "write_atomic"]
 
@@ -85,8 +90,28 @@ def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_fingerprint(file: Path, header: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    """Refuse a file written for another model or other data, or without a fingerprint."""
+    written = header.get("fingerprint")
+    if not isinstance(written, dict):
+        raise ValueError(
+            f"records file {str(file)!r} was written by an older robust-spikes without a "
+            "fingerprint of the model and the data, so the model and data its records belong "
+            "to are unknown; use a new records path or delete it"
+        )
+    for key, what in (("model", "another model"), ("data", "other data")):
+        differ = _fingerprint.differences(written.get(key) or {}, fingerprint[key])
+        if differ:
+            raise ValueError(
+                f"records file {str(file)!r} was written for {what} ({'; '.join(differ)}); "
+                "use a new records path or delete it"
+            )
+
+
 def load(
-    path: Path, settings: dict[str, Any] | None = None
+    path: Path,
+    settings: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
     """Header and records (by index) of ``path`` and of its part files.
 
@@ -94,13 +119,17 @@ def load(
         path: the records file (it and its parts may be missing).
         settings: if given, every header must hold these settings (up to the
             certification radii, which only shape the report).
+        fingerprint: if given, every header must hold this fingerprint of the model and
+            the data (``{"model": ..., "data": ...}``, see ``_fingerprint``); a header
+            without one (an older version's file) is refused.
 
     Returns:
         ``(settings of the first header found or None, {index: record})``.
 
     Raises:
         ValueError: a file that is not a records file, is corrupt before its last line,
-            or was written with other settings (the message names the differing keys).
+            was written for another model, other data or with other settings (the message
+            names what differs), or has no fingerprint while one is asked for.
     """
     found: dict[str, Any] | None = None
     records: dict[int, dict[str, Any]] = {}
@@ -110,6 +139,8 @@ def load(
         header, rows, _ = _read(file)
         if header is None:
             continue
+        if fingerprint is not None:
+            _check_fingerprint(file, header, fingerprint)
         written = header.get("settings", {})
         if settings is not None and _comparable(written) != _comparable(settings):
             a, b = _comparable(written), _comparable(settings)
@@ -124,7 +155,11 @@ def load(
     return found, records
 
 
-def open_for_append(path: Path, settings: dict[str, Any]) -> IO[str]:
+def _header(settings: dict[str, Any], fingerprint: dict[str, Any]) -> str:
+    return dumps({"format": FORMAT, "settings": settings, "fingerprint": fingerprint}) + "\n"
+
+
+def open_for_append(path: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> IO[str]:
     """Open ``path`` for appending records, writing the header if it is new.
 
     A truncated last line (from a killed process) is cut off first.
@@ -137,7 +172,7 @@ def open_for_append(path: Path, settings: dict[str, Any]) -> IO[str]:
         os.truncate(path, good)
     stream = path.open("a", encoding="utf-8")
     if stream.tell() == 0:
-        stream.write(dumps({"format": FORMAT, "settings": settings}) + "\n")
+        stream.write(_header(settings, fingerprint))
         _sync(stream)
     return stream
 
@@ -150,13 +185,18 @@ def append(stream: IO[str], records: Iterable[dict[str, Any]]) -> None:
         _sync(stream)
 
 
-def write_atomic(path: Path, settings: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
+def write_atomic(
+    path: Path,
+    settings: dict[str, Any],
+    records: Iterable[dict[str, Any]],
+    fingerprint: dict[str, Any],
+) -> None:
     """Write a complete records file (header, records by index) through a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(dumps({"format": FORMAT, "settings": settings}) + "\n")
+            stream.write(_header(settings, fingerprint))
             for record in sorted(records, key=lambda r: r["index"]):
                 stream.write(dumps(record) + "\n")
             _sync(stream)

@@ -9,12 +9,12 @@ data: ``Vth[t] = Vth[t-1] + theta_v * (u[t] - u*[t])``, ``Vth[-1] = theta_0``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.neurons.functional import adapt_threshold, fire
 
@@ -22,6 +22,7 @@ __all__ = ["ThresholdAdaptation", "record_signature"]
 
 SignatureKind = Literal["membrane", "trace"]
 _KINDS = ("membrane", "trace")
+_SIGNATURE_BATCH = 256  # tensors and datasets are run in batches of this size
 
 
 class ThresholdAdaptation(NeuronAdapter, nn.Module):
@@ -206,7 +207,7 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
 
 
 def record_signature(
-    model: nn.Module, loader: Iterable[Any], *, kind: SignatureKind = "membrane"
+    model: nn.Module, loader: Any, *, kind: SignatureKind = "membrane"
 ) -> nn.Module:
     """Record the neural dynamic signature ``u*`` of every TA-LIF neuron of ``model``.
 
@@ -220,14 +221,18 @@ def record_signature(
 
     Args:
         model: the trained model containing ThresholdAdaptation neurons.
-        loader: iterable of batches ``x`` or ``(x, y, ...)`` with ``x`` in [0, 1].
+        loader: clean images in [0, 1]: a tensor ``[N, ...]``, an ``(images, labels)``
+            pair or a Dataset of ``(image, label)`` pairs (run in batches of 256), or a
+            DataLoader or other iterable of batches, each a tensor of images or an
+            ``(images, labels)`` pair; labels are ignored.
         kind: ``"membrane"`` or ``"trace"``.
 
     Returns:
         ``model``, with the signatures set (buffers ``[T, *F]``, saved in ``state_dict``).
 
     Raises:
-        ValueError: no ThresholdAdaptation in ``model``; bad ``kind``.
+        ValueError: no ThresholdAdaptation in ``model``; bad ``kind``; ``loader`` of
+            another kind.
         RuntimeError: ``loader`` produced no batch.
 
     Shape:
@@ -258,8 +263,8 @@ def record_signature(
         for a in adapters:
             a.start_recording(kind)
         with torch.no_grad():
-            for batch in loader:
-                model(batch[0] if isinstance(batch, tuple | list) else batch)
+            for x in _data.image_batches(loader, "loader", batch_size=_SIGNATURE_BATCH):
+                model(x)
         for a in adapters:
             a.stop_recording()
     finally:

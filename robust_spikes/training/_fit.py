@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
 from robust_spikes._optional import require
 
@@ -24,7 +25,7 @@ __all__ = ["History", "fit"]
 
 _CHECKPOINT = re.compile(r"^epoch-(\d+)\.pt$")
 
-Data = Any  # a Dataset of (x, y) pairs or an (images, labels) tuple of tensors
+Data = Any  # any form of robust_spikes._data's contract: pair, Dataset, DataLoader, batches
 
 
 @dataclass
@@ -103,7 +104,11 @@ def fit(
 
     Args:
         model: a classifier mapping ``[N, C, H, W]`` images in [0, 1] to ``[N, K]`` logits.
-        train_data: a ``Dataset`` of ``(x, y)`` pairs or an ``(images, labels)`` tuple.
+        train_data: an ``(images, labels)`` pair of tensors, a Dataset of ``(image,
+            label)`` pairs, a DataLoader, or any iterable of ``(images, labels)`` batches. It
+            is read into memory once; every epoch then shuffles the samples with the seeded
+            generator into batches of ``batch_size`` (a DataLoader's own order, batch size
+            and random transforms are not used), so every form gives the same training.
         epochs: total number of epochs (a positive int), counting resumed ones.
         optimizer: default ``torch.optim.Adam(model.parameters(), lr=1e-3)``.
         adversary: ``None`` for clean training, else an object with
@@ -263,9 +268,8 @@ def train_loop(
                     if callable(before_epoch):
                         before_epoch(model, epoch)
                 total, correct, seen = 0.0, 0, 0
-                order = torch.randperm(len(train[0]), generator=shuffle)
-                for idx in order.split(batch_size):
-                    x, y = train[0][idx].to(device), train[1][idx].to(device)
+                for x, y in _data.batches(*train, batch_size, shuffle):
+                    x, y = x.to(device), y.to(device)
                     loss, logits = step(x, y)
                     total += loss * len(y)
                     correct += int((logits.detach().argmax(1) == y).sum())
@@ -344,25 +348,8 @@ def _adversary_generator(model: nn.Module, adversary: Any) -> torch.Generator | 
 
 
 def _as_tensors(name: str, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` tensors from a tuple of tensors or a Dataset of pairs."""
-    if isinstance(data, tuple) and len(data) == 2:
-        x, y = (torch.as_tensor(t) for t in data)
-    else:
-        try:
-            pairs = [data[i] for i in range(len(data))]
-            x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-            y = torch.as_tensor([int(p[1]) for p in pairs])
-        except (TypeError, IndexError, ValueError, RuntimeError) as err:
-            raise ValueError(
-                f"{name} must be an (images, labels) tuple of tensors or a Dataset of (x, y) "
-                f"pairs, got {type(data).__name__} ({err})"
-            ) from None
-    if x.dim() == 0 or len(x) == 0 or y.shape != (len(x),):
-        raise ValueError(
-            f"{name} must hold N >= 1 inputs and N labels, got shapes {tuple(x.shape)} "
-            f"and {tuple(y.shape)}"
-        )
-    return x, y.long()
+    """``(images, labels)`` of ``data`` in any form of the one data contract (``_data``)."""
+    return _data.tensors(data, name)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -378,7 +365,7 @@ def _accuracy(
     model.eval()
     try:
         correct = 0
-        for x, y in zip(data[0].split(batch_size), data[1].split(batch_size), strict=True):
+        for x, y in _data.batches(*data, batch_size):
             correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
     finally:
         model.train()

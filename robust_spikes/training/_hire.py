@@ -65,7 +65,9 @@ def hire(
         model: a :class:`~robust_spikes.SpikingClassifier` whose network takes one step per
             call or runs SpikingJelly's multi-step mode (not a network with its own time
             loop inside ``forward``).
-        train_data: a ``Dataset`` of ``(x, y)`` pairs or an ``(images, labels)`` tuple.
+        train_data: as in :func:`~robust_spikes.training.fit`: an ``(images, labels)``
+            pair, a Dataset of ``(image, label)`` pairs, a DataLoader or an iterable of
+            ``(images, labels)`` batches.
         epochs: total number of epochs (a positive int), counting resumed ones.
         periods: number of periods ``N`` per batch, in ``[1, model.num_steps]``; 1 is plain
             training. The paper's example: ``num_steps=4, periods=2``.
