@@ -39,7 +39,8 @@ def test_convergence_steps_zero_skips_the_check_as_none_does() -> None:
     none = rs.evaluate(model(), data(), attacks=["FGSM"], convergence_steps=None, **KW)
     assert skipped.records == none.records
     assert skipped.settings["convergence"] is None
-    assert [a["name"] for a in skipped.settings["attacks"]["adaptive"]] == ["FGSM"]
+    names = [a["name"] for a in skipped.settings["attacks"]["adaptive"]]
+    assert names == ["FGSM", "paper:FGSM", "paper:PGD-7"]
     checked = rs.evaluate(model(), data(), attacks=["FGSM"], convergence_steps=3, **KW)
     assert checked.settings["convergence"] == "PGD-3"
     for bad in (-1, True, 2.0):
@@ -52,9 +53,11 @@ def test_square_n_names_a_square_member_with_n_queries() -> None:
     by_name = rs.evaluate(model(), data(), **kw)  # square_queries keeps its default 5000
     by_setting = rs.evaluate(model(), data(), square_queries=20, **kw)
     assert by_name.records == by_setting.records
-    assert by_name.settings["attacks"]["adaptive"] == [
-        {"name": "Square-20", "kind": "black-box", "mode": None}
-    ]
+    assert by_name.settings["attacks"]["adaptive"][0] == {
+        "name": "Square-20",
+        "kind": "black-box",
+        "mode": None,
+    }
     for bad in ("Square-0", "Square-020", "Square-x", "Square-", "PGD-1000"):
         with pytest.raises(ValueError, match=rf"unknown member '{bad}'.* or Square-N"):
             rs.evaluate(model(), data(), attacks=[bad], **KW)
@@ -83,7 +86,8 @@ def test_cli_square_n_and_convergence_zero_reach_the_api(tmp_path: Path) -> None
     assert main([*argv, *options]) == 0
     settings = json.loads((tmp_path / "report.json").read_text())["settings"]
     assert settings["protocol"] == "adaptive" and settings["convergence"] is None
-    assert [a["name"] for a in settings["attacks"]["adaptive"]] == ["Square-10"]
+    names = [a["name"] for a in settings["attacks"]["adaptive"]]
+    assert names == ["Square-10", "paper:FGSM", "paper:PGD-7"]
 
 
 def test_cli_takes_l2_radii_above_one_as_the_api_does(
