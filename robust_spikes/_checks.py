@@ -7,13 +7,25 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_images", "check_num_steps", "check_positive_int", "check_range"]
+__all__ = [
+    "check_count",
+    "check_images",
+    "check_num_steps",
+    "check_positive_int",
+    "check_range",
+]
 
 
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` if it is an ``int`` >= 1 (``bool`` excluded), else raise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return check_count(name, value, minimum=1)
+
+
+def check_count(name: str, value: Any, *, minimum: int) -> int:
+    """Return ``value`` if it is an ``int`` >= ``minimum`` (``bool`` excluded), else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
     return value
 
 

@@ -51,9 +51,7 @@ from robust_spikes.classifier import SpikingClassifier
 from robust_spikes.evaluation._report import RobustnessReport, format_eps, plot_curves
 
 __all__ = [
-    "DATASETS",
     "DEFAULT_EPS",
-    "DEFAULT_SEEDS",
     "MODELS",
     "DemoResult",
     "build_net",

@@ -20,7 +20,7 @@ from torch import nn
 
 import robust_spikes as rs
 from robust_spikes.evaluation import CertificationResult, certify, clopper_pearson, predict
-from robust_spikes.evaluation._certify import _binomial_pvalue
+from robust_spikes.evaluation._stats import binomial_pvalue as _binomial_pvalue
 
 PHI = statistics.NormalDist()
 

@@ -25,16 +25,12 @@ Example:
     True
 """
 
-from robust_spikes.evaluation._certify import (
-    CertificationResult,
-    CertifiedSample,
-    certify,
-    clopper_pearson,
-    predict,
-)
+from robust_spikes.evaluation._certified import CertificationResult, CertifiedSample
+from robust_spikes.evaluation._certify import certify, predict
 from robust_spikes.evaluation._evaluate import evaluate
 from robust_spikes.evaluation._flags import CODES as MASKING_CODES
 from robust_spikes.evaluation._report import RobustnessReport
+from robust_spikes.evaluation._stats import clopper_pearson
 
 __all__ = [
     "MASKING_CODES",

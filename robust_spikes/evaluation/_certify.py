@@ -31,7 +31,6 @@ which subset is certified.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import math
 import statistics
@@ -43,191 +42,20 @@ import torch
 from torch import nn
 
 from robust_spikes import _data
+from robust_spikes._checks import check_count
 from robust_spikes._optional import require
 from robust_spikes._random import rand, randn
+from robust_spikes.evaluation._certified import CertificationResult, CertifiedSample
+from robust_spikes.evaluation._stats import binomial_pvalue, check_alpha, clopper_pearson
 
-__all__ = ["CertificationResult", "CertifiedSample", "certify", "clopper_pearson", "predict"]
+__all__ = ["certify", "certify_samples", "check_settings", "predict"]
 
 Norm = Literal["l2", "l1"]
 _NORMS = ("l2", "l1")
-_SIDES = ("two-sided", "lower", "upper")
 _BLOCK = 64  # noise rows drawn per generator call: fixes the stream whatever the batch size
-_CURVE_POINTS = 51
 
 # Streams of the per-sample generators (noise, model's own), see _sample_seed.
 _CERTIFY_STREAMS, _PREDICT_STREAMS = (0, 1), (2, 3)
-
-
-# ------------------------------------------------------------------------------ statistics
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz's method)."""
-    tiny, eps = 1e-300, 1e-16
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    max_iter = 1000 + 20 * int(math.sqrt(max(a, b)))
-    for m in range(1, max_iter + 1):
-        m2 = 2 * m
-        for aa in (
-            m * (b - m) * x / ((qam + m2) * (a + m2)),
-            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            delta = d * c
-            h *= delta
-        if abs(delta - 1.0) < eps:
-            return h
-    raise ArithmeticError(f"incomplete beta continued fraction did not converge: {a=}, {b=}, {x=}")
-
-
-def _betainc(a: float, b: float, x: float) -> tuple[float, float]:
-    """Regularized incomplete beta ``I_x(a, b)`` and its complement ``1 - I_x(a, b)``.
-
-    The smaller of the two is computed directly (relative accuracy about 1e-14 for the
-    parameters of binomial bounds up to ~1e6 trials), the larger as one minus it.
-    """
-    if x <= 0.0:
-        return 0.0, 1.0
-    if x >= 1.0:
-        return 1.0, 0.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        lower = front * _betacf(a, b, x) / a
-        return lower, 1.0 - lower
-    upper = front * _betacf(b, a, 1.0 - x) / b
-    return 1.0 - upper, upper
-
-
-def _beta_ppf(prob: float, a: float, b: float, *, upper: bool = False) -> float:
-    """Quantile of Beta(a, b): ``x`` with ``cdf(x) = prob``, or ``sf(x) = prob`` if ``upper``.
-
-    Safeguarded Newton iteration: a Newton step that leaves the bracket is replaced by a
-    bisection step (geometric near 0 and 1, so tiny quantiles converge quickly). The
-    equation is solved in whichever tail is below 1/2, so that small tail probabilities
-    such as ``sf(x) = 1e-12`` keep their relative accuracy.
-    """
-    if prob <= 0.0:
-        return 1.0 if upper else 0.0
-    if prob >= 1.0:
-        return 0.0 if upper else 1.0
-    in_cdf = (prob <= 0.5) != upper  # solve cdf(x) = target, else sf(x) = target
-    target = min(prob, 1.0 - prob)
-    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-
-    def excess(x: float) -> float:  # increasing in x, zero at the quantile
-        cdf, sf = _betainc(a, b, x)
-        return cdf - target if in_cdf else target - sf
-
-    lo, hi = 0.0, 1.0
-    x = a / (a + b)
-    for _ in range(2000):
-        f = excess(x)
-        if f == 0.0:
-            return x
-        if f < 0.0:
-            lo = x
-        else:
-            hi = x
-        log_pdf = log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x)
-        pdf = math.exp(min(log_pdf, 700.0))
-        new = x - f / pdf if pdf > 0.0 else math.nan
-        if not lo < new < hi:  # Newton left the bracket: bisect
-            if lo == 0.0 and hi < 1e-3:
-                new = hi * 1e-3
-            elif hi == 1.0 and lo > 1.0 - 1e-3:
-                new = 1.0 - (1.0 - lo) * 1e-3
-            elif lo > 0.0 and hi / lo > 16.0:
-                new = math.sqrt(lo * hi)
-            else:
-                new = 0.5 * (lo + hi)
-            if not lo < new < hi:  # the bracket is down to adjacent floats
-                return x
-        if abs(new - x) <= 1e-15 * min(new, 1.0 - new):
-            return new
-        x = new
-    raise ArithmeticError(f"beta quantile did not converge: {prob=}, {a=}, {b=}, {upper=}")
-
-
-def clopper_pearson(
-    successes: int,
-    trials: int,
-    alpha: float,
-    *,
-    side: Literal["two-sided", "lower", "upper"] = "two-sided",
-) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) confidence interval for a binomial proportion.
-
-    ``side="lower"`` gives the one-sided interval ``[p_lower, 1]`` at confidence
-    ``1 - alpha`` with ``p_lower`` the ``alpha`` quantile of Beta(k, n - k + 1) (what
-    Cohen et al.'s CERTIFY uses); ``side="upper"`` gives ``[0, p_upper]`` with ``p_upper``
-    the ``1 - alpha`` quantile of Beta(k + 1, n - k); ``"two-sided"`` splits ``alpha``
-    equally between both ends. Computed without scipy (agrees with
-    ``scipy.stats.beta.ppf`` to about 1e-12).
-
-    Args:
-        successes: number of successes ``k``, an int in ``[0, trials]``.
-        trials: number of trials ``n``, a positive int.
-        alpha: error probability in (0, 1); the confidence level is ``1 - alpha``.
-        side: ``"two-sided"``, ``"lower"`` or ``"upper"``.
-
-    Shape:
-        no tensors: Python ints and a float in; a pair of floats in [0, 1] out.
-
-    Returns:
-        ``(low, high)``: always a pair, with ``high = 1.0`` for ``side="lower"`` and
-        ``low = 0.0`` for ``side="upper"``.
-
-    Raises:
-        ValueError: ``trials`` not a positive int, ``successes`` outside ``[0, trials]``,
-            ``alpha`` outside (0, 1), unknown ``side``.
-
-    Example:
-        >>> low, high = clopper_pearson(90, 100, 0.001, side="lower")
-        >>> round(low, 4), high
-        (0.7753, 1.0)
-    """
-    n = _check_count("trials", trials, minimum=1)
-    k = _check_count("successes", successes, minimum=0)
-    if k > n:
-        raise ValueError(f"successes must be at most trials={n}, got {successes!r}")
-    alpha = _check_alpha(alpha)
-    if side not in _SIDES:
-        raise ValueError(f"side must be one of {_SIDES}, got {side!r}")
-    tail = alpha / 2.0 if side == "two-sided" else alpha
-    low, high = 0.0, 1.0
-    if side != "upper" and k > 0:
-        low = tail ** (1.0 / n) if k == n else _beta_ppf(tail, k, n - k + 1)
-    if side != "lower" and k < n:
-        high = 1.0 - tail ** (1.0 / n) if k == 0 else _beta_ppf(tail, k + 1, n - k, upper=True)
-    return low, high
-
-
-def _binomial_pvalue(successes: int, trials: int) -> float:
-    """Two-sided p-value of the exact binomial test of ``p = 1/2``.
-
-    Sums the probabilities of all outcomes no more likely than the observed one (as
-    ``scipy.stats.binomtest(k, n, 0.5).pvalue``); by symmetry that is
-    ``min(1, 2 P(X <= min(k, n - k)))``, summed in log space.
-    """
-    n = _check_count("trials", trials, minimum=1)
-    k = _check_count("successes", successes, minimum=0)
-    if k > n:
-        raise ValueError(f"successes must be at most trials={n}, got {successes!r}")
-    m = min(k, n - k)
-    if 2 * m == n:
-        return 1.0
-    i = torch.arange(m + 1, dtype=torch.float64)
-    log_pmf = (
-        math.lgamma(n + 1.0) - torch.lgamma(i + 1.0) - torch.lgamma(n - i + 1.0) - n * math.log(2.0)
-    )
-    return min(1.0, 2.0 * math.exp(float(torch.logsumexp(log_pmf, 0))))
 
 
 _NORMAL = statistics.NormalDist()
@@ -239,146 +67,6 @@ def _radius(p_lower: float, sigma: float | None, norm: str) -> float:
         return p_lower - 0.5
     assert sigma is not None
     return sigma * _NORMAL.inv_cdf(p_lower)
-
-
-# ------------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class CertifiedSample:
-    """The certificate of one sample.
-
-    Attributes:
-        index: position of the sample in the data (seeds its randomness).
-        label: true class.
-        prediction: class of the smoothed classifier, ``-1`` when it abstains.
-        radius: certified radius in the [0, 1] image scale (``norm``-ball), 0 on abstain.
-        correct: ``prediction == label`` (``False`` on abstain).
-        p_lower: one-sided Clopper-Pearson lower bound of the top class's probability.
-        count: how many of the ``n`` noisy samples the base model gave the top class.
-
-    Shape:
-        no tensors: Python ints, floats and a bool, one record per certified sample;
-        ``radius`` is in the [0, 1] image scale (l2 or l1 ball, see ``norm``).
-
-    Example:
-        >>> sample = CertifiedSample(index=0, label=3, prediction=3, radius=0.5,
-        ...                          correct=True, p_lower=0.98, count=99)
-        >>> sample.correct and sample.radius > 0
-        True
-    """
-
-    index: int
-    label: int
-    prediction: int
-    radius: float
-    correct: bool
-    p_lower: float
-    count: int
-
-
-@dataclass
-class CertificationResult:
-    """Per-sample certificates and the settings that produced them.
-
-    Attributes:
-        records: one :class:`CertifiedSample` per certified sample, in data order.
-        sigma: Gaussian noise level (``None`` for ``norm="l1"``).
-        n0: noisy samples used to select the top class.
-        n: noisy samples used to bound its probability.
-        alpha: failure probability of each certificate.
-        norm: ``"l2"`` (Gaussian smoothing) or ``"l1"`` (Bernoulli rate coding).
-        seed: base seed of the per-sample generators.
-        num_classes: number of classes of the model.
-
-    Shape:
-        no tensors: a list of :class:`CertifiedSample` records and plain settings;
-        accuracies and rates are fractions in [0, 1], radii in the [0, 1] image scale.
-
-    Example:
-        >>> records = [
-        ...     CertifiedSample(0, label=3, prediction=3, radius=0.5, correct=True,
-        ...                     p_lower=0.98, count=99),
-        ...     CertifiedSample(1, label=1, prediction=-1, radius=0.0, correct=False,
-        ...                     p_lower=0.4, count=52),
-        ... ]
-        >>> result = CertificationResult(records, sigma=0.25, n0=100, n=100, alpha=0.001,
-        ...                              norm="l2", seed=0, num_classes=10)
-        >>> result.certified_accuracy(0.0), result.certified_accuracy(0.6), result.abstain_rate
-        (0.5, 0.0, 0.5)
-    """
-
-    records: list[CertifiedSample]
-    sigma: float | None
-    n0: int
-    n: int
-    alpha: float
-    norm: str
-    seed: int
-    num_classes: int
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The settings as a dict: sigma, n0, n, alpha, norm, seed, num_classes."""
-        return {
-            "sigma": self.sigma,
-            "n0": self.n0,
-            "n": self.n,
-            "alpha": self.alpha,
-            "norm": self.norm,
-            "seed": self.seed,
-            "num_classes": self.num_classes,
-        }
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def certified_accuracy(self, radius: float = 0.0) -> float:
-        """Fraction of samples classified correctly with certified radius >= ``radius``.
-
-        At ``radius=0`` this is the accuracy of the smoothed classifier, abstentions
-        counted as errors.
-        """
-        if not self.records:
-            raise ValueError("certified_accuracy needs at least one record, got none")
-        radius = float(radius)
-        if not radius >= 0.0:
-            raise ValueError(f"radius must be a float >= 0, got {radius!r}")
-        hits = sum(r.correct and r.radius >= radius for r in self.records)
-        return hits / len(self.records)
-
-    def curve(self, radii: Sequence[float] | None = None) -> list[tuple[float, float]]:
-        """Certified accuracy at each radius, as ``[(radius, accuracy), ...]``.
-
-        Args:
-            radii: radii to evaluate; default 51 evenly spaced radii from 0 to the largest
-                certified radius of a correct sample (just ``[0]`` when there is none).
-        """
-        if radii is None:
-            top = max((r.radius for r in self.records if r.correct), default=0.0)
-            if top > 0.0:
-                last = _CURVE_POINTS - 1
-                radii = [top * i / last for i in range(last)] + [top]
-            else:
-                radii = [0.0]
-        return [(float(r), self.certified_accuracy(r)) for r in radii]
-
-    @property
-    def abstain_rate(self) -> float:
-        """Fraction of samples on which the smoothed classifier abstains."""
-        if not self.records:
-            raise ValueError("abstain_rate needs at least one record, got none")
-        return sum(r.prediction < 0 for r in self.records) / len(self.records)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Settings, summary and records as plain (JSON-serialisable) Python values."""
-        return {
-            "settings": self.settings,
-            "summary": {
-                "num_samples": len(self.records),
-                "certified_accuracy": self.certified_accuracy(0.0) if self.records else None,
-                "abstain_rate": self.abstain_rate if self.records else None,
-            },
-            "records": [dataclasses.asdict(r) for r in self.records],
-        }
 
 
 # ------------------------------------------------------------------------- certification
@@ -579,7 +267,7 @@ def predict(
                 counts = counter.counts(n)
             top2 = torch.topk(counts, 2)
             n_a, n_b = (int(c) for c in top2.values)
-            if _binomial_pvalue(n_a, n_a + n_b) <= alpha:
+            if binomial_pvalue(n_a, n_a + n_b) <= alpha:
                 out[i] = int(top2.indices[0])
     return out
 
@@ -591,19 +279,6 @@ class _Settings:
     norm: str
     batch_size: int
     seed: int
-
-
-def _check_count(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return value
-
-
-def _check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be a float in (0, 1), got {alpha!r}")
-    return float(alpha)
 
 
 def check_settings(
@@ -631,13 +306,13 @@ def check_settings(
             "sigma must be None for norm='l1' (Bernoulli rate coding has no noise level), "
             f"got {sigma!r}"
         )
-    _check_count("n0", n0, minimum=1)
-    _check_count("n", n, minimum=1)
-    _check_alpha(alpha)
-    _check_count("batch_size", batch_size, minimum=1)
+    check_count("n0", n0, minimum=1)
+    check_count("n", n, minimum=1)
+    check_alpha(alpha)
+    check_count("batch_size", batch_size, minimum=1)
     if num_classes is not None:
-        _check_count("num_classes", num_classes, minimum=2)
-    _check_count("seed", seed, minimum=0)
+        check_count("num_classes", num_classes, minimum=2)
+    check_count("seed", seed, minimum=0)
     return _Settings(sigma=sigma, norm=norm, batch_size=batch_size, seed=seed)
 
 
@@ -653,7 +328,7 @@ def _samples(
     """``(index, image, label)`` for every selected sample (``_data``'s contract), and their
     number; ``index`` is the sample's position in ``data``."""
     if max_samples is not None:
-        _check_count("max_samples", max_samples, minimum=1)
+        check_count("max_samples", max_samples, minimum=1)
     chosen = None if indices is None else [_check_index(i) for i in indices]
     x, y = _data.tensors(data, "data", indices=chosen, limit=max_samples)
     positions = list(range(len(y))) if chosen is None else chosen[: len(y)]

@@ -584,7 +584,7 @@ def evaluate(
         >>> report = evaluate(SpikingClassifier(net, 4), (x, y), eps=[0.1], attacks=["FGSM"],
         ...                   convergence_steps=None, sanity_eps=0, progress=False)
         >>> sorted(report.to_dict()["robust_accuracy"][0.1])
-        ['FGSM', 'worst']
+        ['FGSM', 'paper:FGSM', 'paper:PGD-7', 'worst']
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
