@@ -27,8 +27,9 @@ Example:
 """
 
 from robust_spikes.conversion._calibrate import percentile
-from robust_spikes.conversion._convert import LIF_BETA, ChannelAffine, convert, thresholds
+from robust_spikes.conversion._convert import LIF_BETA, convert, thresholds
 from robust_spikes.conversion._finetune import robust_finetune
+from robust_spikes.conversion._graph import ChannelAffine
 
 __all__ = [
     "LIF_BETA",
