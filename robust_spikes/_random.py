@@ -7,11 +7,23 @@ torchattacks attacks re-seed on every call.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["rand", "randn"]
+__all__ = ["mixed_seed", "rand", "randn"]
+
+
+def mixed_seed(namespace: str, *parts: object, bits: int = 62) -> int:
+    """A ``bits``-bit seed mixed from ``parts`` by BLAKE2b, the one seed mixer of the package.
+
+    Seeds derived this way depend on the values of ``parts`` only (never on process,
+    order or machine), and different namespaces or parts give unrelated seeds:
+    ``mixed_seed("evaluate", seed, first_index, tag)`` seeds one chunk of an evaluation.
+    """
+    key = ":".join([f"robust_spikes.{namespace}", *map(str, parts)]).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> (64 - bits)
 
 
 def rand(

@@ -31,7 +31,6 @@ which subset is certified.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,7 +43,7 @@ from torch import nn
 from robust_spikes import _data
 from robust_spikes._checks import check_count
 from robust_spikes._optional import require
-from robust_spikes._random import rand, randn
+from robust_spikes._random import mixed_seed, rand, randn
 from robust_spikes.evaluation._certified import CertificationResult, CertifiedSample
 from robust_spikes.evaluation._stats import binomial_pvalue, check_alpha, clopper_pearson
 
@@ -54,7 +53,7 @@ Norm = Literal["l2", "l1"]
 _NORMS = ("l2", "l1")
 _BLOCK = 64  # noise rows drawn per generator call: fixes the stream whatever the batch size
 
-# Streams of the per-sample generators (noise, model's own), see _sample_seed.
+# Streams of the per-sample generators (noise, model's own), seeded by mixed_seed.
 _CERTIFY_STREAMS, _PREDICT_STREAMS = (0, 1), (2, 3)
 
 
@@ -316,12 +315,6 @@ def check_settings(
     return _Settings(sigma=sigma, norm=norm, batch_size=batch_size, seed=seed)
 
 
-def _sample_seed(seed: int, index: int, stream: int) -> int:
-    """A 63-bit seed mixed from ``(seed, index, stream)`` (BLAKE2b)."""
-    key = f"robust_spikes.certify:{seed}:{index}:{stream}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-
-
 def _samples(
     data: Any, indices: Sequence[int] | None, max_samples: int | None
 ) -> tuple[Iterator[tuple[int, torch.Tensor, int]], int]:
@@ -375,14 +368,16 @@ class VoteCounter:
     ) -> Iterator[None]:
         """Draw noise for sample ``index``; the model's own generator is seeded for it too."""
         seed = self.settings.seed
-        gen = torch.Generator().manual_seed(_sample_seed(seed, index, noise_stream))
+        gen = torch.Generator().manual_seed(
+            mixed_seed("certify", seed, index, noise_stream, bits=63)
+        )
         kind = randn if self.settings.norm == "l2" else rand
         x = x.to(self.device)
         self._draws, self._x = _Draws(x.shape, gen, kind, x.dtype), x.unsqueeze(0)
         saved = getattr(self.model, "generator", None)
         if isinstance(saved, torch.Generator):  # a stochastic encoder or neurons
             own = torch.Generator(device=saved.device)
-            own.manual_seed(_sample_seed(seed, index, model_stream))
+            own.manual_seed(mixed_seed("certify", seed, index, model_stream, bits=63))
             setattr(self.model, "generator", own)  # noqa: B010
         try:
             yield

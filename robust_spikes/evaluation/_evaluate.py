@@ -19,7 +19,6 @@ How one evaluation runs (design/EVALUATION.md):
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import sys
@@ -33,6 +32,7 @@ from torch import nn
 
 from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
+from robust_spikes._random import mixed_seed
 from robust_spikes.evaluation import _certify, _distributed, _fingerprint, _records
 from robust_spikes.evaluation._report import RobustnessReport
 
@@ -175,12 +175,6 @@ def _as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return x.float(), y
 
 
-def _seed_for(seed: int, start: int, tag: str) -> int:
-    """A 62-bit seed mixed from ``(seed, first index of the chunk, tag)`` (BLAKE2b)."""
-    key = f"robust_spikes.evaluate:{seed}:{start}:{tag}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 2
-
-
 def _check_certify(model: nn.Module, certify: Any, seed: int) -> dict[str, Any] | None:
     """The certification settings with defaults filled in, or ``None``."""
     if certify is None:
@@ -236,7 +230,7 @@ class _Chunk:
         self.run, self.start, self.x, self.y = run, start, x, y
 
     def seed(self, tag: str) -> int:
-        return _seed_for(self.run.seed, self.start, tag)
+        return mixed_seed("evaluate", self.run.seed, self.start, tag)
 
     def reseed(self, tag: str) -> None:
         """Seed the global RNG and the model's generator for step ``tag``."""
