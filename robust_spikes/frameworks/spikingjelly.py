@@ -292,7 +292,7 @@ class SpikingJellyShell(base.MemoryModule):
         spike, state, vth = self._adapter_step(dynamics, x, tuple(state), vth, step)
         if self.store_v_seq:
             v = state[-1]
-            previous = self.v_seq if step > 0 and self.v_seq is not None else v[:0]
+            previous = self.v_seq if step > 0 and self.v_seq is not None else v[None][:0]
             self.v_seq = torch.cat([previous, v[None]])
         return (spike,), (*state, vth, step + 1)
 
