@@ -62,7 +62,7 @@ class Net(nn.Module):
         spk2_rec = []
         mem2_rec = []
 
-        for step in range(num_steps):
+        for step in range(num_steps):  # noqa: B007 (the tutorial's code)
             cur1 = self.fc1(x)
             spk1, mem1 = self.lif1(cur1, mem1)
             cur2 = self.fc2(spk1)
@@ -116,7 +116,7 @@ def forward_pass(net, num_steps, data):
     """Tutorial 6's own time loop (its ``utils.reset(net)`` is moot: forward re-inits)."""
     mem_rec = []
     spk_rec = []
-    for step in range(num_steps):
+    for step in range(num_steps):  # noqa: B007 (the tutorial's code)
         spk_out, mem_out = net(data)
         spk_rec.append(spk_out)
         mem_rec.append(mem_out)
@@ -376,7 +376,7 @@ def test_ta_lif_refuses_other_neurons_naming_them_and_the_supported_list(name: s
 
 
 def test_ta_lif_refuses_what_is_no_neuron_and_adapters_in_the_wrong_order() -> None:
-    with pytest.raises(TypeError, match="wraps a neuron of snnTorch or SpikingJelly.*got Linear"):
+    with pytest.raises(TypeError, match=r"wraps a neuron of snnTorch or SpikingJelly.*got Linear"):
         ThresholdAdaptation(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="got StochasticGate"):
         ThresholdAdaptation(StochasticGate(snn.Leaky(beta=0.9)))
@@ -492,14 +492,14 @@ def test_adapters_answer_the_host_attributes_and_own_their_state() -> None:
     assert torch.equal(gate(x, syn, mem)[0], first[0])
     assert host.syn.numel() == 0  # the host's own state was never used
     with pytest.raises(
-        AttributeError, match="an adapter around Synaptic.*no attribute 'init_leaky'"
+        AttributeError, match=r"an adapter around Synaptic.*no attribute 'init_leaky'"
     ):
         ta.init_leaky()
     with pytest.raises(TypeError, match=r"Synaptic takes \(input_, syn, mem\)"):
         ta(x, syn, mem, mem)
     plain_gate = StochasticGate(snn.Leaky(beta=0.8))
     assert plain_gate.init_leaky() is plain_gate.host.mem  # the host keeps the state
-    with pytest.raises(TypeError, match="should not be passed.*init_hidden=True"):
+    with pytest.raises(TypeError, match=r"should not be passed.*init_hidden=True"):
         _talif(snn.Leaky(beta=0.8, init_hidden=True))(x, torch.zeros(2, 6))
 
 
