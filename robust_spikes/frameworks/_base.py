@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -167,6 +167,16 @@ class Host:
         whose function the adapter fires through.
         """
         raise NotImplementedError
+
+
+def threshold_refusal(framework: str, supported: Iterable[str], kind: str) -> TypeError:
+    """The error for a neuron that TA-LIF cannot adapt: names it and the supported ones."""
+    return TypeError(
+        f"ThresholdAdaptation (TA-LIF, HoSNN) supports the {framework} neurons "
+        f"{', '.join(supported)}, got {kind}: its step has no leaky membrane with one "
+        "firing threshold to adapt as HoSNN does, or robust-spikes does not reproduce it; "
+        "use 'stochastic-gate', which wraps any neuron"
+    )
 
 
 def adapter_base(m: nn.Module) -> nn.Module:

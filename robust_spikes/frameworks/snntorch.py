@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
-from robust_spikes.frameworks._base import Host, StepMode, ThresholdDynamics, adapter_base
+from robust_spikes.frameworks._base import (
+    Host,
+    StepMode,
+    ThresholdDynamics,
+    adapter_base,
+    threshold_refusal,
+)
 
 # Neurons that consume a whole [T, N, ...] sequence per call and keep no state.
 _SEQUENCE_NEURONS = ("StateLeaky", "LinearLeaky", "LeakyParallel")
@@ -86,13 +92,7 @@ class SnnTorchHost(Host):
         kind = type(neuron).__name__
         dynamics = _DYNAMICS.get(kind)
         if dynamics is None or type(neuron) not in _exact_classes():
-            raise TypeError(
-                f"ThresholdAdaptation (TA-LIF, HoSNN) supports the snnTorch neurons "
-                f"{', '.join(_DYNAMICS)} (and SpikingJelly's IFNode, LIFNode, "
-                f"ParametricLIFNode, KLIFNode, CUBALIFNode), got {kind}: its step has no "
-                "leaky membrane with a single firing threshold to adapt, or robust-spikes "
-                "does not reproduce it; use 'stochastic-gate', which wraps any neuron"
-            )
+            raise threshold_refusal("snnTorch", _DYNAMICS, kind)
         for flag in ("state_quant", "inhibition"):
             if getattr(neuron, flag, False):
                 raise TypeError(

@@ -14,7 +14,13 @@ from spikingjelly.activation_based import base, neuron
 from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
-from robust_spikes.frameworks._base import Host, StepMode, ThresholdDynamics, adapter_base
+from robust_spikes.frameworks._base import (
+    Host,
+    StepMode,
+    ThresholdDynamics,
+    adapter_base,
+    threshold_refusal,
+)
 
 # Neurons whose surrogate gradient is switched off in eval(): an attack (run in eval
 # mode by torchattacks) would get no gradient at all.
@@ -101,13 +107,7 @@ class SpikingJellyHost(Host):
         kind = type(node).__name__
         dynamics = _DYNAMICS.get(kind)
         if dynamics is None or type(node) is not getattr(neuron, kind, None):
-            raise TypeError(
-                f"ThresholdAdaptation (TA-LIF, HoSNN) supports the SpikingJelly neurons "
-                f"{', '.join(_DYNAMICS)} (and snnTorch's Leaky, Synaptic, Alpha, RLeaky, "
-                f"Lapicque), got {kind}: its step has no leaky membrane with a single "
-                "firing threshold to adapt, or robust-spikes does not reproduce it; use "
-                "'stochastic-gate', which wraps any neuron"
-            )
+            raise threshold_refusal("SpikingJelly", _DYNAMICS, kind)
         return dynamics
 
     def adapter_shell(self) -> type[nn.Module]:
