@@ -106,9 +106,10 @@ class Host:
 
         It stores the adapter's state where the framework keeps neuron state, resets it
         the framework's way, and takes the framework's calling convention (arguments,
-        outputs, step modes). It runs one step through ``self._adapter_step(x, state,
-        threshold, step) -> (spikes, state, threshold)``, set up by
-        ``self._shell_setup(host, dynamics)``.
+        outputs, step modes). The adapter class combines it with its own step,
+        ``self._adapter_step(dynamics, x, state, threshold, step) -> (spikes, state,
+        threshold)`` where ``dynamics`` is ``self._dynamics(self.host)``; the adapter calls
+        ``self._shell_setup(host, dynamics_class)`` once, before it sets ``host``.
         """
         raise NotImplementedError
 
