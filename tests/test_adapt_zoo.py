@@ -559,3 +559,26 @@ def test_partial_factories_still_name_ta_lif() -> None:
     net.append(nn.Linear(4, 2)).append(snn.Leaky(beta=0.9, init_hidden=True))
     tuned = rs.adapt(net, functools.partial(ThresholdAdaptation, tau_v=1.5))
     assert tuned[1].tau_v == 1.5 and type(tuned[1]).__name__ == "SnnTorchThresholdAdaptation"
+
+
+def test_ta_lif_refuses_snntorch_options_it_does_not_reproduce() -> None:
+    from snntorch.functional import quant
+
+    with pytest.warns(UserWarning, match="unstable"):  # snnTorch's own warning
+        inhibited = snn.Synaptic(alpha=0.6, beta=0.9, inhibition=True)
+    for flag, host in [
+        ("state_quant", snn.Leaky(beta=0.9, state_quant=quant.state_quant(num_bits=4))),
+        ("inhibition", inhibited),
+    ]:
+        kind = type(host).__name__
+        with pytest.raises(TypeError, match=rf"does not support snnTorch {kind} with {flag} set"):
+            ThresholdAdaptation(host)
+
+
+def test_unknown_framework_names_are_refused_with_the_valid_ones() -> None:
+    from robust_spikes.frameworks import host_named
+
+    with pytest.raises(
+        ValueError, match=r"framework must be one of \['snntorch', 'spikingjelly'\], got 'norse'"
+    ):
+        host_named("norse")
