@@ -240,6 +240,10 @@ def _snntorch(kind: str) -> nn.Module:
         "RLeaky-one-to-one-zero-now": lambda: snn.RLeaky(
             beta=0.8, all_to_all=False, V=0.5, reset_mechanism="zero", reset_delay=False
         ),
+        "RSynaptic": lambda: snn.RSynaptic(alpha=0.6, beta=0.8, linear_features=6),
+        "RSynaptic-one-to-one-zero": lambda: snn.RSynaptic(
+            alpha=0.6, beta=0.8, all_to_all=False, V=0.5, reset_mechanism="zero"
+        ),
         "Lapicque": lambda: snn.Lapicque(beta=0.5),
         "Lapicque-RC-zero": lambda: snn.Lapicque(R=5.0, C=0.2, reset_mechanism="zero"),
     }
@@ -270,6 +274,8 @@ SNNTORCH_TALIF = [
     "Alpha-subtract",
     "RLeaky",
     "RLeaky-one-to-one-zero-now",
+    "RSynaptic",
+    "RSynaptic-one-to-one-zero",
     "Lapicque",
     "Lapicque-RC-zero",
 ]
@@ -352,7 +358,7 @@ def test_ta_lif_follows_set_step_mode_and_records_the_membrane_sequence() -> Non
 
 
 REFUSED_TALIF = {
-    "snntorch RSynaptic": lambda: snn.RSynaptic(alpha=0.9, beta=0.8, all_to_all=False),
+    "snntorch SLSTM": lambda: snn.SLSTM(input_size=4, hidden_size=4),
     "snntorch DeltaLeaky": lambda: snn.DeltaLeaky(beta=0.9),
     "spikingjelly IzhikevichNode": lambda: neuron.IzhikevichNode(),
     "spikingjelly SimpleLIFNode": lambda: neuron.SimpleLIFNode(tau=2.0, decay_input=True),
@@ -469,12 +475,11 @@ def test_gated_snntorch_families_through_the_classifier_equal_the_plain_net(kind
     adapted = rs.adapt(net, "stochastic-gate")
     model = SpikingClassifier(adapted, 4)
     assert torch.equal(model(x), plain)
-    if kind != "RSynaptic":
-        talif = rs.adapt(net, "ta-lif")
-        model = SpikingClassifier(talif, 4)
-        rs.neurons.record_signature(model, [x])
-        _neutral(talif)
-        assert torch.equal(model(x), plain)
+    talif = rs.adapt(net, "ta-lif")
+    model = SpikingClassifier(talif, 4)
+    rs.neurons.record_signature(model, [x])
+    _neutral(talif)
+    assert torch.equal(model(x), plain)
 
 
 # ------------------------------------------------------------- attribute forwarding
@@ -563,6 +568,11 @@ def test_partial_factories_still_name_ta_lif() -> None:
 
 def test_ta_lif_refuses_snntorch_options_it_does_not_reproduce() -> None:
     from snntorch.functional import quant
+
+    with pytest.raises(TypeError, match=r"RSynaptic with reset_delay=False: snnTorch 1\.0's own"):
+        ThresholdAdaptation(
+            snn.RSynaptic(alpha=0.6, beta=0.8, linear_features=4, reset_delay=False)
+        )
 
     with pytest.warns(UserWarning, match="unstable"):  # snnTorch's own warning
         inhibited = snn.Synaptic(alpha=0.6, beta=0.9, inhibition=True)

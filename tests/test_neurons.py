@@ -408,8 +408,8 @@ def test_errors() -> None:
         ThresholdAdaptation(snn.Leaky(0.9), tau_v=-1)
     with pytest.raises(ValueError, match="shape must be a sequence of positive ints"):
         ThresholdAdaptation(snn.Leaky(0.9), shape=(0, 3))
-    with pytest.raises(TypeError, match="got RSynaptic"):
-        ThresholdAdaptation(snn.RSynaptic(alpha=0.9, beta=0.8, all_to_all=False))
+    with pytest.raises(TypeError, match="got SLSTM"):
+        ThresholdAdaptation(snn.SLSTM(input_size=4, hidden_size=4))
     with pytest.raises(ValueError, match="p_min must be in"):
         StochasticGate(snn.Leaky(0.9), p_min=0.0)
     with pytest.raises(ValueError, match="mode must be one of"):

@@ -93,6 +93,13 @@ class SnnTorchHost(Host):
         dynamics = _DYNAMICS.get(kind)
         if dynamics is None or type(neuron) not in _exact_classes():
             raise threshold_refusal("snnTorch", _DYNAMICS, kind)
+        if kind == "RSynaptic" and not getattr(neuron, "reset_delay", True):
+            raise TypeError(
+                "ThresholdAdaptation does not support snnTorch RSynaptic with "
+                "reset_delay=False: snnTorch 1.0's own step reads its spk/mem arguments "
+                "there instead of its state (None unless passed); use the default "
+                "reset_delay=True"
+            )
         for flag in ("state_quant", "inhibition"):
             if getattr(neuron, flag, False):
                 raise TypeError(
@@ -111,6 +118,7 @@ class SnnTorchHost(Host):
 # ``spike_grad(mem - Vth) * graded_spikes_factor``; ``beta``/``alpha`` are clamped to
 # [0, 1]. ``reset_mechanism_val``: 0 subtract, 1 zero, 2 none.
 class _SnnTorchDynamics(ThresholdDynamics):
+    state_names: tuple[str, ...] = ("mem",)
     _reset: torch.Tensor  # this step's reset signal, set by charge()
 
     def base_threshold(self) -> torch.Tensor:
@@ -232,7 +240,7 @@ class _Alpha(_SnnTorchDynamics):
 
 
 class _RLeaky(_SnnTorchDynamics):
-    state_names = ("spk", "mem")
+    state_names: tuple[str, ...] = ("spk", "mem")
 
     def charge(
         self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
@@ -259,11 +267,41 @@ class _RLeaky(_SnnTorchDynamics):
         return spk, (spk, mem)  # the recurrent input of the next step
 
 
+class _RSynaptic(_RLeaky):
+    state_names = ("spk", "syn", "mem")
+
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        host: Any = self.host
+        spk, syn, mem = state
+        reset = self._reset = self._reset_signal(mem, threshold)
+        syn = host.alpha.clamp(0, 1) * syn + x + host.recurrent(spk)
+        mem = host.beta.clamp(0, 1) * mem + syn
+        mechanism = int(host.reset_mechanism_val)
+        if mechanism == 0:
+            mem = mem - reset * threshold
+        elif mechanism == 1:
+            mem = mem - mem * reset
+        return mem, (spk, syn, mem)
+
+    def discharge(
+        self,
+        state: tuple[torch.Tensor, ...],
+        u: torch.Tensor,
+        spikes: torch.Tensor,
+        threshold: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        spk = spikes * self.host.graded_spikes_factor  # RSynaptic always resets delayed
+        return spk, (spk, *state[1:])
+
+
 _DYNAMICS: dict[str, type[ThresholdDynamics]] = {
     "Leaky": _Leaky,
     "Synaptic": _Synaptic,
     "Alpha": _Alpha,
     "RLeaky": _RLeaky,
+    "RSynaptic": _RSynaptic,
     "Lapicque": _Lapicque,
 }
 

@@ -47,7 +47,7 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
 
     Supported hosts, the neurons with a leaky (or integrating) membrane and one firing
     threshold, where HoSNN's equations apply: snnTorch ``Leaky``, ``Synaptic``,
-    ``Alpha``, ``RLeaky`` and ``Lapicque``; SpikingJelly ``IFNode``, ``LIFNode``,
+    ``Alpha``, ``RLeaky``, ``RSynaptic`` and ``Lapicque``; SpikingJelly ``IFNode``, ``LIFNode``,
     ``ParametricLIFNode``, ``KLIFNode`` (whose potential is ``relu(k H)``) and
     ``CUBALIFNode``, in both step modes. Each host's step comes from its framework
     (:class:`robust_spikes.frameworks.ThresholdDynamics`), so with ``theta_v = 0`` the
