@@ -127,6 +127,15 @@ STEPS_6 = 4
 EPS = 8 / 255
 
 
+@pytest.fixture(autouse=True)
+def _snntorch_registry():
+    """Leave snnTorch's process-wide neuron list as found: ``snntorch.utils.reset`` walks
+    it, and a ``DeltaLeaky`` left there (its ``mem`` starts as None) breaks it for all."""
+    saved = list(snn.SpikingNeuron.instances)
+    yield
+    snn.SpikingNeuron.instances[:] = saved
+
+
 def _tutorial(which: str) -> tuple[nn.Module, torch.Tensor, int]:
     """(net, a batch of ``batch_size`` images in [0, 1], num_steps)."""
     torch.manual_seed(0)

@@ -8,6 +8,8 @@ importing robust_spikes never imports snnTorch or SpikingJelly.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 from collections.abc import Callable
 
@@ -18,22 +20,26 @@ from robust_spikes.frameworks._base import Host, ThresholdDynamics
 __all__ = ["Host", "ThresholdDynamics", "detect", "host_named", "host_names", "host_of"]
 
 
-def _snntorch() -> Host:
-    from robust_spikes.frameworks.snntorch import SnnTorchHost
+def _host_factory(name: str) -> Callable[[], Host]:
+    def factory() -> Host:
+        module = importlib.import_module(f"{__name__}.{name}")
+        (cls,) = (
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, Host) and v.__module__ == module.__name__
+        )
+        return cls()
 
-    return SnnTorchHost()
+    return factory
 
 
-def _spikingjelly() -> Host:
-    from robust_spikes.frameworks.spikingjelly import SpikingJellyHost
-
-    return SpikingJellyHost()
-
-
-# name -> (top-level module of the framework, factory)
+# name -> (top-level module of the framework, factory). One file per framework,
+# ``frameworks/<its top-level module>.py`` defining one Host subclass: adding a host
+# framework is adding that file. Found without importing it (it imports its framework).
 _HOSTS: dict[str, tuple[str, Callable[[], Host]]] = {
-    "snntorch": ("snntorch", _snntorch),
-    "spikingjelly": ("spikingjelly", _spikingjelly),
+    info.name: (info.name, _host_factory(info.name))
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+    if not info.name.startswith("_")
 }
 
 
