@@ -353,13 +353,13 @@ def test_adapt_nested_modules_include_exclude_and_combinations() -> None:
 
 
 def test_unsupported_neurons_are_named_with_the_supported_list() -> None:
-    net = snntorch_mlp("alpha")  # Alpha is supported (issue 15); DeltaLeaky is not
-    net[2] = snn.DeltaLeaky(beta=0.9, init_hidden=True)
+    net = snntorch_mlp("alpha")  # Alpha is supported (issue 15); SLSTM is not
+    net[2] = snn.SLSTM(input_size=32, hidden_size=32, init_hidden=True)
     with pytest.raises(
-        TypeError, match=r"supports the snnTorch neurons Leaky, Synaptic.*got DeltaLeaky"
+        TypeError, match=r"supports the snnTorch neurons Leaky, Synaptic.*got SLSTM"
     ):
         rs.adapt(net, "ta-lif")
-    assert isinstance(net[2], snn.DeltaLeaky)  # nothing changed
+    assert isinstance(net[2], snn.SLSTM)  # nothing changed
     assert isinstance(rs.adapt(net, "stochastic-gate")[2], StochasticGate)  # gates wrap any
 
 
