@@ -601,3 +601,30 @@ def test_unknown_framework_names_are_refused_with_the_valid_ones() -> None:
         ValueError, match=r"framework must be one of \['snntorch', 'spikingjelly'\], got 'norse'"
     ):
         host_named("norse")
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+@pytest.mark.parametrize("kind", ["IFNode", "KLIFNode", "CUBALIFNode"])
+def test_spikingjelly_nets_adapted_through_the_classifier(kind: str, mode: str) -> None:
+    torch.manual_seed(0)
+    node = _spikingjelly(kind)
+    net = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), node, layer.Flatten())
+    net.append(layer.Linear(4 * 8 * 8, 10))
+    functional.set_step_mode(net, mode)
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    plain = SpikingClassifier(net, 4)(x)
+    adapted = rs.adapt(net, ["ta-lif", "stochastic-gate"], include=["1"])
+    model = SpikingClassifier(adapted, 4)
+    rs.neurons.record_signature(model, [x])
+    _neutral(adapted)
+    assert torch.equal(model(x), plain)
+    with torch.no_grad():
+        adapted[1].host.theta_v.fill_(0.2)
+        adapted[1].rho.fill_(0.7)
+    adv = torchattacks.PGD(model, eps=EPS, alpha=2 / 255, steps=1, random_start=False)(
+        x, plain.argmax(1)
+    )
+    assert (adv - x).abs().max() <= EPS + 1e-6 and (adv != x).any()
+    assert not torch.equal(model(x), plain)
