@@ -58,7 +58,7 @@ class SpikingJellyHost(Host):
                     memories[key] = value.detach()
 
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
-        modes = [getattr(m, "step_mode", None) or adapter_base(m).step_mode for m in neurons]
+        modes = ["m" if self.time_major(m) else "s" for m in neurons]  # PSN: always 'm'
         if len(set(modes)) > 1:
             counts = {mode: modes.count(mode) for mode in set(modes)}
             raise ValueError(
