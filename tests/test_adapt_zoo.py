@@ -628,3 +628,36 @@ def test_spikingjelly_nets_adapted_through_the_classifier(kind: str, mode: str) 
     )
     assert (adv - x).abs().max() <= EPS + 1e-6 and (adv != x).any()
     assert not torch.equal(model(x), plain)
+
+
+@pytest.mark.parametrize(
+    "name", ["SimpleLIFNode-s", "SimpleIFNode-m", "PSN-m", "MaskedPSN-m", "SlidingPSN-m"]
+)
+def test_gated_spikingjelly_families_through_the_classifier(name: str) -> None:
+    make, mode = GATE_FAMILIES[name]
+    torch.manual_seed(0)
+    node = make()
+    if name in ("PSN-m", "MaskedPSN-m"):  # these take the number of steps when built
+        node = {
+            "PSN-m": lambda: neuron.PSN(T=4),
+            "MaskedPSN-m": lambda: neuron.MaskedPSN(k=2, T=4, step_mode="m"),
+        }[name]()
+    net = nn.Sequential(layer.Flatten(), layer.Linear(64, 16), node, layer.Linear(16, 10))
+    functional.set_step_mode(net, mode)
+    with torch.no_grad():
+        net[1].weight.mul_(3)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    plain = SpikingClassifier(net, 4)(x)
+    functional.reset_net(net)
+    if mode == "m":  # SpikingJelly's own multi-step call
+        own = net(x.unsqueeze(0).repeat(4, 1, 1, 1, 1)).mean(0)
+    else:
+        own = torch.stack([net(x) for _ in range(4)]).mean(0)
+    functional.reset_net(net)
+    assert torch.equal(plain, own)
+    adapted = rs.adapt(net, "stochastic-gate", include=["2"])
+    model = SpikingClassifier(adapted, 4)
+    assert torch.equal(model(x), plain)
+    with torch.no_grad():
+        adapted[2].rho.fill_(0.5)
+    assert model.is_stochastic and not torch.equal(model(x), plain)
