@@ -353,10 +353,13 @@ def test_adapt_nested_modules_include_exclude_and_combinations() -> None:
 
 
 def test_unsupported_neurons_are_named_with_the_supported_list() -> None:
-    net = snntorch_mlp("alpha")
-    with pytest.raises(TypeError, match=r"supports these host neurons.*Leaky, Synaptic.*got Alpha"):
+    net = snntorch_mlp("alpha")  # Alpha is supported (issue 15); SLSTM is not
+    net[2] = snn.SLSTM(input_size=32, hidden_size=32, init_hidden=True)
+    with pytest.raises(
+        TypeError, match=r"supports the snnTorch neurons Leaky, Synaptic.*got SLSTM"
+    ):
         rs.adapt(net, "ta-lif")
-    assert isinstance(net[2], snn.Alpha)  # nothing changed
+    assert isinstance(net[2], snn.SLSTM)  # nothing changed
     assert isinstance(rs.adapt(net, "stochastic-gate")[2], StochasticGate)  # gates wrap any
 
 
@@ -405,8 +408,8 @@ def test_errors() -> None:
         ThresholdAdaptation(snn.Leaky(0.9), tau_v=-1)
     with pytest.raises(ValueError, match="shape must be a sequence of positive ints"):
         ThresholdAdaptation(snn.Leaky(0.9), shape=(0, 3))
-    with pytest.raises(TypeError, match="got Alpha"):
-        ThresholdAdaptation(snn.Alpha(alpha=0.9, beta=0.8))
+    with pytest.raises(TypeError, match="got SLSTM"):
+        ThresholdAdaptation(snn.SLSTM(input_size=4, hidden_size=4))
     with pytest.raises(ValueError, match="p_min must be in"):
         StochasticGate(snn.Leaky(0.9), p_min=0.0)
     with pytest.raises(ValueError, match="mode must be one of"):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -11,6 +11,58 @@ from torch import nn
 from robust_spikes._adapters import NeuronAdapter
 
 StepMode = Literal["step", "sequence", "unknown"]
+
+
+class ThresholdDynamics:
+    """One step of a host neuron, split where its firing threshold enters.
+
+    The interface through which framework-agnostic neuron adapters (TA-LIF,
+    :class:`robust_spikes.neurons.ThresholdAdaptation`) run a framework's neuron with a
+    threshold of their own. Each framework file implements it per supported neuron type
+    with that framework's arithmetic, so that with the threshold held at the neuron's
+    own the step equals the neuron's exactly. A step is::
+
+        u, state = charge(state, x, threshold)        # integrate, before firing
+        raw = spike_function()(u - new_threshold)     # the host's spike function
+        spikes, state = discharge(state, u, raw, new_threshold)   # output and reset
+
+    ``threshold`` is the previous step's threshold (a delayed reset subtracts it);
+    ``state`` is a tuple of tensors named :attr:`state_names`, the membrane last.
+    An instance wraps one host neuron and reads its parameters at every call.
+    """
+
+    state_names: tuple[str, ...] = ("mem",)
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+
+    def base_threshold(self) -> torch.Tensor:
+        """The neuron's own threshold ``theta_0`` (a tensor)."""
+        raise NotImplementedError
+
+    def spike_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The function the neuron fires through, ``f(u - threshold)``, as set now."""
+        raise NotImplementedError
+
+    def initial(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The state of a fresh run for one step's input ``x`` ``[N, *F]``."""
+        raise NotImplementedError
+
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``(u, state)``: the potential compared with the threshold, and the state."""
+        raise NotImplementedError
+
+    def discharge(
+        self,
+        state: tuple[torch.Tensor, ...],
+        u: torch.Tensor,
+        spikes: torch.Tensor,
+        threshold: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``(output spikes, state after the reset)`` from the raw spikes ``f(u - Vth)``."""
+        raise NotImplementedError
 
 
 class Host:
@@ -27,6 +79,41 @@ class Host:
 
     def neurons(self, net: nn.Module) -> list[nn.Module]:
         """Spiking neurons of ``net`` in ``net.modules()`` order."""
+        return neurons_of(net, self.is_neuron)
+
+    def is_neuron(self, m: nn.Module) -> bool:
+        """Whether ``m`` is one of this framework's neurons (or an adapter around one)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- for neuron adapters
+    #: Attribute names this framework's own tree walkers probe on every module (e.g.
+    #: SpikingJelly's ``reset_net`` calls any ``reset``): an adapter must not answer
+    #: them on behalf of the neuron it wraps.
+    unforwarded: frozenset[str] = frozenset()
+
+    def time_major(self, neuron: nn.Module) -> bool:
+        """Whether one call of ``neuron`` takes and returns a whole ``[T, N, ...]``."""
+        return False
+
+    def threshold_dynamics(self, neuron: nn.Module) -> type[ThresholdDynamics]:
+        """The :class:`ThresholdDynamics` of ``neuron``'s type.
+
+        Raises:
+            TypeError: the neuron's equations have no threshold to adapt as HoSNN does
+                (the message names it and lists the supported neurons).
+        """
+        raise TypeError(f"{self.name} neurons support no threshold adaptation")
+
+    def adapter_shell(self) -> type[nn.Module]:
+        """Base class that makes a stateful adapter look like this framework's neurons.
+
+        It stores the adapter's state where the framework keeps neuron state, resets it
+        the framework's way, and takes the framework's calling convention (arguments,
+        outputs, step modes). The adapter class combines it with its own step,
+        ``self._adapter_step(dynamics, x, state, threshold, step) -> (spikes, state,
+        threshold)`` where ``dynamics`` is ``self._dynamics(self.host)``; the adapter calls
+        ``self._shell_setup(host, dynamics_class)`` once, before it sets ``host``.
+        """
         raise NotImplementedError
 
     def stateful(self, net: nn.Module) -> list[nn.Module]:
@@ -84,6 +171,16 @@ class Host:
         whose function the adapter fires through.
         """
         raise NotImplementedError
+
+
+def threshold_refusal(framework: str, supported: Iterable[str], kind: str) -> TypeError:
+    """The error for a neuron that TA-LIF cannot adapt: names it and the supported ones."""
+    return TypeError(
+        f"ThresholdAdaptation (TA-LIF, HoSNN) supports the {framework} neurons "
+        f"{', '.join(supported)}, got {kind}: its step has no leaky membrane with one "
+        "firing threshold to adapt as HoSNN does, or robust-spikes does not reproduce it; "
+        "use 'stochastic-gate', which wraps any neuron"
+    )
 
 
 def adapter_base(m: nn.Module) -> nn.Module:

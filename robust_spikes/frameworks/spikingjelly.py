@@ -14,8 +14,13 @@ from spikingjelly.activation_based import base, neuron
 from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
-from robust_spikes.frameworks._base import Host, StepMode, adapter_base, neurons_of
-from robust_spikes.neurons.threshold import ThresholdAdaptation
+from robust_spikes.frameworks._base import (
+    Host,
+    StepMode,
+    ThresholdDynamics,
+    adapter_base,
+    threshold_refusal,
+)
 
 # Neurons whose surrogate gradient is switched off in eval(): an attack (run in eval
 # mode by torchattacks) would get no gradient at all.
@@ -26,8 +31,8 @@ class SpikingJellyHost(Host):
     name = "spikingjelly"
     spiking_readout = "count"  # its tutorials train on the output layer's firing rate
 
-    def neurons(self, net: nn.Module) -> list[nn.Module]:
-        return neurons_of(net, lambda m: isinstance(adapter_base(m), neuron.BaseNode))
+    def is_neuron(self, m: nn.Module) -> bool:
+        return isinstance(adapter_base(m), (neuron.BaseNode, *_other_families()))
 
     def stateful(self, net: nn.Module) -> list[nn.Module]:
         return [m for m in net.modules() if isinstance(m, base.MemoryModule)]
@@ -54,7 +59,7 @@ class SpikingJellyHost(Host):
                     memories[key] = value.detach()
 
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
-        modes = [getattr(m, "step_mode", None) or adapter_base(m).step_mode for m in neurons]
+        modes = ["m" if self.time_major(m) else "s" for m in neurons]  # PSN: always 'm'
         if len(set(modes)) > 1:
             counts = {mode: modes.count(mode) for mode in set(modes)}
             raise ValueError(
@@ -85,31 +90,185 @@ class SpikingJellyHost(Host):
         # surrogate_function(h - v_threshold), forward heaviside(x) = (x >= 0)
         return adapter_base(node), "surrogate_function", ">="
 
+    # ------------------------------------------------------------- for neuron adapters
+    # reset_net / detach_net call any ``reset`` / ``detach``, set_step_mode sets any
+    # ``step_mode``: an adapter answering them for its node would be reset twice, logged
+    # as "not a MemoryModule", or get a step mode its node does not have.
+    unforwarded = frozenset({"reset", "detach", "step_mode"})
 
-# ----------------------------------------------------------------------- adapters
-class SpikingJellyThresholdAdaptation(ThresholdAdaptation, base.MemoryModule):
-    """TA-LIF around a SpikingJelly ``IFNode``, ``LIFNode`` or ``ParametricLIFNode``.
+    def time_major(self, node: nn.Module) -> bool:
+        if isinstance(adapter_base(node), base.MultiStepModule):  # PSN: multi-step only
+            return True
+        mode = getattr(node, "step_mode", None)
+        if mode is None:
+            mode = getattr(adapter_base(node), "step_mode", "s")
+        return mode == "m"
 
-    A ``MemoryModule`` of its own (SpikingJelly's IF/LIF nodes accept only float
-    thresholds), in the host's step mode, reusing the host's ``tau``/``w``, reset rule
-    (``v_reset``, ``detach_reset``) and surrogate. The charge follows SpikingJelly 2.0's
-    reference step exactly; ``reset_net`` and ``set_step_mode`` work on it as on any node.
-    ``store_v_seq=True`` records the post-reset potential as SpikingJelly does.
-    """
+    def threshold_dynamics(self, node: nn.Module) -> type[ThresholdDynamics]:
+        kind = type(node).__name__
+        dynamics = _DYNAMICS.get(kind)
+        if dynamics is None or type(node) is not getattr(neuron, kind, None):
+            raise threshold_refusal("SpikingJelly", _DYNAMICS, kind)
+        return dynamics
 
-    def __init__(self, host: Any, **kwargs: Any) -> None:
-        super().__init__(host, **kwargs)
-        self.step_mode = host.step_mode
-        self.store_v_seq = False
-        self.v_seq: torch.Tensor | None = None
-        register = base.MemoryModule.register_memory
-        register(self, "v", 0.0 if host.v_reset is None else float(host.v_reset))
-        register(self, "vth", 0.0)
-        register(self, "step", 0)
+    def adapter_shell(self) -> type[nn.Module]:
+        return SpikingJellyShell
 
-    @property
+
+def _other_families() -> tuple[type, ...]:
+    """Spiking neurons of SpikingJelly 2.0 outside ``BaseNode``: the simple reference
+    nodes, the parallel spiking neurons (PSN family) and the gated LIF."""
+    return (
+        neuron.SimpleBaseNode,
+        neuron.PSN,
+        neuron.MaskedPSN,
+        neuron.SlidingPSN,
+        neuron.GatedLIFNode,
+    )
+
+
+# ------------------------------------------------------------- threshold dynamics
+# SpikingJelly 2.0's reference steps (functional.neuron.*_step and _ops.reset.voltage),
+# arithmetic in the same order, so that with the node's own threshold they are equal bit
+# for bit: charge H[t], fire surrogate(H - Vth) (forward heaviside x >= 0), reset hard
+# ``S * v_reset + (1 - S) * H`` or soft ``H - S * Vth`` (S detached if detach_reset).
+class _SpikingJellyDynamics(ThresholdDynamics):
+    state_names: tuple[str, ...] = ("v",)
+
     def base_threshold(self) -> torch.Tensor:
         return torch.tensor(float(self.host.v_threshold))
+
+    def spike_function(self) -> Any:
+        return self.host.surrogate_function
+
+    def _v_reset(self) -> float:
+        v_reset = self.host.v_reset
+        return 0.0 if v_reset is None else float(v_reset)
+
+    def initial(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (torch.full_like(x, self._v_reset()),)
+
+    def _reset(self, h: torch.Tensor, spikes: torch.Tensor, threshold: torch.Tensor) -> Any:
+        host: Any = self.host
+        gate = spikes.detach() if host.detach_reset else spikes
+        if host.v_reset is None:
+            return h - gate * threshold
+        return gate * host.v_reset + (1.0 - gate) * h
+
+    def discharge(
+        self,
+        state: tuple[torch.Tensor, ...],
+        u: torch.Tensor,
+        spikes: torch.Tensor,
+        threshold: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        return spikes, (*state[:-1], self._reset(state[-1], spikes, threshold))
+
+    def _leak(self, v: torch.Tensor, x: torch.Tensor, tau: Any) -> torch.Tensor:
+        reset_value = self._v_reset()
+        if self.host.decay_input:
+            return v + (x - (v - reset_value)) / tau
+        return v - (v - reset_value) / tau + x
+
+
+class _IF(_SpikingJellyDynamics):
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h = state[0] + x
+        return h, (h,)
+
+
+class _LIF(_SpikingJellyDynamics):
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h = self._leak(state[0], x, self.host.tau)
+        return h, (h,)
+
+
+class _PLIF(_SpikingJellyDynamics):
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        v, q, reset_value = state[0], self.host.w.sigmoid(), self._v_reset()
+        if self.host.decay_input:
+            h = v + (x - (v - reset_value)) * q
+        else:
+            h = v - (v - reset_value) * q + x
+        return h, (h,)
+
+
+class _KLIF(_SpikingJellyDynamics):
+    """KLIF fires on ``F = relu(k H)``; it resets ``F`` (or ``F / k`` with scale_reset)."""
+
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        f = torch.relu(self.host.k * self._leak(state[0], x, self.host.tau))
+        return f, (f,)
+
+    def discharge(
+        self,
+        state: tuple[torch.Tensor, ...],
+        u: torch.Tensor,
+        spikes: torch.Tensor,
+        threshold: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        if self.host.scale_reset:
+            k = self.host.k
+            return spikes, (self._reset(u / k, spikes, threshold / k),)
+        return spikes, (self._reset(u, spikes, threshold),)
+
+
+class _CUBALIF(_SpikingJellyDynamics):
+    state_names = ("c", "v")  # SpikingJelly's memories are (v, c); the shell maps them
+
+    def initial(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.zeros_like(x), torch.full_like(x, self._v_reset())
+
+    def charge(
+        self, state: tuple[torch.Tensor, ...], x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        c, v = state
+        c = c * self.host.c_decay + x
+        h = v * self.host.v_decay + c
+        return h, (c, h)
+
+
+_DYNAMICS: dict[str, type[ThresholdDynamics]] = {
+    "IFNode": _IF,
+    "LIFNode": _LIF,
+    "ParametricLIFNode": _PLIF,
+    "KLIFNode": _KLIF,
+    "CUBALIFNode": _CUBALIF,
+}
+
+
+# -------------------------------------------------------------------- adapter shell
+class SpikingJellyShell(base.MemoryModule):
+    """An adapter that is a SpikingJelly ``MemoryModule`` in its host node's step mode.
+
+    Its state is memories named as the host's (``v``, ...) plus ``vth`` and ``step``, so
+    ``functional.reset_net``, ``set_step_mode`` and ``detach_net`` treat it as a node.
+    ``store_v_seq=True`` records the post-reset potential ``[T, N, *F]`` in ``v_seq``
+    as SpikingJelly nodes do.
+    """
+
+    host: Any
+    v_seq: torch.Tensor | None
+    _adapter_step: Any
+
+    def _shell_setup(self, host: nn.Module, dynamics: type[ThresholdDynamics]) -> None:
+        self._dynamics = dynamics
+        self._state_names = dynamics.state_names
+        self.step_mode = getattr(host, "step_mode", "s")
+        self.store_v_seq = False
+        self.v_seq = None
+        for name in self._state_names:
+            self.register_memory(name, None)
+        self.register_memory("vth", None)
+        self.register_memory("step", 0)
 
     def reset(self) -> None:
         super().reset()
@@ -119,43 +278,24 @@ class SpikingJellyThresholdAdaptation(ThresholdAdaptation, base.MemoryModule):
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
     ) -> tuple[Any, ...]:
         x = inputs[0] if step_mode == "s" else inputs[0][0]
-        v, vth, step = states
-        if not isinstance(v, torch.Tensor) or v.shape != x.shape:  # new run or batch shape
-            v_reset = self.host.v_reset
-            v = torch.full_like(x, 0.0 if v_reset is None else float(v_reset))
+        *state, vth, step = states
+        if any(not isinstance(s, torch.Tensor) or s.shape != x.shape for s in state):
+            state = list(self._dynamics(self.host).initial(x))  # new run or batch shape
             vth = torch.full_like(x, float(self.host.v_threshold))
             step = 0
-        return v, vth, step
+        return (*state, vth, step)
 
     def single_step_functional_forward(
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
     ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
-        x, (v, vth, step) = inputs[0], states
-        host: Any = self.host
-        v_reset = host.v_reset
-        reset_value = 0.0 if v_reset is None else v_reset
-        name = type(host).__name__
-        if name == "IFNode":  # the arithmetic of SpikingJelly's reference steps, bit for bit
-            h = v + x
-        elif name == "ParametricLIFNode":
-            q = host.w.sigmoid()
-            h = (
-                v + (x - (v - reset_value)) * q
-                if host.decay_input
-                else v - (v - reset_value) * q + x
-            )
-        elif host.decay_input:
-            h = v + (x - (v - reset_value)) / host.tau
-        else:
-            h = v - (v - reset_value) / host.tau + x
-        vth = self._next_threshold(vth, h, x, step)
-        spike = self._fire(host.surrogate_function, h, vth)
-        gate = spike.detach() if host.detach_reset else spike
-        v = h - gate * vth if v_reset is None else gate * v_reset + (1.0 - gate) * h
+        x, (*state, vth, step) = inputs[0], states
+        dynamics = self._dynamics(self.host)
+        spike, state, vth = self._adapter_step(dynamics, x, tuple(state), vth, step)
         if self.store_v_seq:
-            previous = self.v_seq if step > 0 and self.v_seq is not None else v[:0]
+            v = state[-1]
+            previous = self.v_seq if step > 0 and self.v_seq is not None else v[None][:0]
             self.v_seq = torch.cat([previous, v[None]])
-        return (spike,), (v, vth, step + 1)
+        return (spike,), (*state, vth, step + 1)
 
     def multi_step_functional_forward(
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any

@@ -10,7 +10,6 @@ from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.frameworks import detect
-from robust_spikes.neurons._hosts import check_host
 from robust_spikes.neurons.gating import StochasticGate
 from robust_spikes.neurons.threshold import ThresholdAdaptation
 
@@ -57,8 +56,10 @@ def adapt(
 
     Raises:
         ValueError: unknown spec name, or ``include`` naming a module that is no neuron.
-        TypeError: a selected neuron that the adapter does not support (the message lists
-            the supported types).
+        ValueError: ``"ta-lif"`` not first in ``spec``, or applied to a neuron that is
+            already adapted.
+        TypeError: a selected neuron that TA-LIF does not support (the message names it
+            and lists the supported types); the stochastic gate wraps every neuron.
 
     Shape:
         no tensors in or out: takes and returns an ``nn.Module``; each adapter takes and
@@ -80,9 +81,16 @@ def adapt(
     if exclude is not None:
         dropped = {id(m) for m in _select(neurons, names, exclude, default=[])}
         selected = [m for m in selected if id(m) not in dropped]
-    if any(_builds_threshold_adaptation(f) for f in factories):
+    talif = [i for i, f in enumerate(factories) if _builds_threshold_adaptation(f)]
+    if talif and (talif[0] > 0 or any(isinstance(m, NeuronAdapter) for m in selected)):
+        raise ValueError(
+            "spec must apply 'ta-lif' first, to the framework neuron itself (TA-LIF "
+            "replaces the neuron's step, so it cannot wrap another adapter), got "
+            f"{spec!r}; e.g. ['ta-lif', 'stochastic-gate'] gates TA-LIF's spikes"
+        )
+    if talif:
         for m in selected:  # check every neuron before changing anything
-            check_host(_base(m), "ThresholdAdaptation")
+            host.threshold_dynamics(m)
     target = net if inplace else copy.deepcopy(net)
     by_name = dict(target.named_modules())
     for m in selected:
@@ -142,10 +150,6 @@ def _factories(spec: Spec) -> list[Factory]:
 def _builds_threshold_adaptation(factory: Factory) -> bool:
     func = getattr(factory, "func", factory)  # functools.partial or the class itself
     return isinstance(func, type) and issubclass(func, ThresholdAdaptation)
-
-
-def _base(m: nn.Module) -> nn.Module:
-    return m.base_host() if isinstance(m, NeuronAdapter) else m
 
 
 def _select(

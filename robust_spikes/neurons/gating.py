@@ -14,6 +14,7 @@ from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
 from robust_spikes._random import rand
+from robust_spikes.frameworks import Host, host_of
 from robust_spikes.neurons.functional import concrete_gate
 
 __all__ = ["StochasticGate"]
@@ -37,8 +38,14 @@ class StochasticGate(NeuronAdapter, nn.Module):
     through. Randomness comes from ``generator``, which
     :class:`~robust_spikes.SpikingClassifier` sets to its own generator on every call.
 
-    Works around any neuron of snnTorch or SpikingJelly, or around another adapter; it is
-    called like its host, and in SpikingJelly's multi-step mode draws a mask per step.
+    Works around any neuron of snnTorch or SpikingJelly (every family the classifier
+    drives: snnTorch's ``Leaky`` to ``RSynaptic``; SpikingJelly's ``BaseNode`` family,
+    ``SimpleLIFNode``/``SimpleIFNode``, the PSN family and ``GatedLIFNode``), or around
+    another adapter: it needs nothing of the neuron but its output spikes (the tensor,
+    or the first item of a tuple) and whether they are one step ``[N, *F]`` or a
+    sequence ``[T, N, *F]`` (SpikingJelly's multi-step mode), where it draws a mask per
+    step. It is called like its host and answers the host's other attributes and
+    methods (``init_leaky()``, ``reset_mem()``, ``v_threshold``, ...).
 
     Args:
         host: the neuron whose spikes are gated.
@@ -84,6 +91,9 @@ class StochasticGate(NeuronAdapter, nn.Module):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         self.host = host
+        self._framework: Host | None = host_of(host)
+        if self._framework is not None:
+            self._unforwarded = self._framework.unforwarded
         self.p_min, self.temperature, self.mode = float(p_min), float(temperature), mode
         self.rho = nn.Parameter(torch.ones(tuple(shape)) if shape is not None else torch.empty(0))
         self.generator = torch.Generator().manual_seed(0)
@@ -128,10 +138,9 @@ class StochasticGate(NeuronAdapter, nn.Module):
         return spikes * mask
 
     def _multi_step(self) -> bool:
-        mode = getattr(self.host, "step_mode", None)
-        if mode is None:
-            mode = getattr(self.base_host(), "step_mode", "s")
-        return mode == "m"
+        """Whether the host's output is a whole sequence ``[T, N, *F]`` (asked of its
+        framework; a module of no known framework is taken as one step per call)."""
+        return self._framework is not None and self._framework.time_major(self.host)
 
     def extra_repr(self) -> str:
         shape = tuple(self.rho.shape) if self.rho.numel() else "lazy"

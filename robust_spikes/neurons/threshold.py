@@ -16,6 +16,7 @@ from torch import nn
 
 from robust_spikes import _data
 from robust_spikes._adapters import NeuronAdapter
+from robust_spikes.frameworks import Host, ThresholdDynamics, host_named, host_of
 from robust_spikes.neurons.functional import adapt_threshold, fire
 
 __all__ = ["ThresholdAdaptation", "record_signature"]
@@ -45,10 +46,17 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
     at ``u - theta_0`` with nothing flowing through ``Vth`` (neither into the firing
     decision nor into the reset), so ``theta_v`` gets no gradient either.
 
-    Supported hosts: snnTorch ``Leaky`` and ``Synaptic``; SpikingJelly ``IFNode``,
-    ``LIFNode`` and ``ParametricLIFNode`` in both step modes. Calling
-    ``ThresholdAdaptation(host)`` returns the subclass for the host's framework; it is
-    called exactly like the host (same arguments and outputs).
+    Supported hosts, the neurons with a leaky (or integrating) membrane and one firing
+    threshold, where HoSNN's equations apply: snnTorch ``Leaky``, ``Synaptic``,
+    ``Alpha``, ``RLeaky``, ``RSynaptic`` and ``Lapicque``; SpikingJelly ``IFNode``, ``LIFNode``,
+    ``ParametricLIFNode``, ``KLIFNode`` (whose potential is ``relu(k H)``) and
+    ``CUBALIFNode``, in both step modes. Each host's step comes from its framework
+    (:class:`robust_spikes.frameworks.ThresholdDynamics`), so with ``theta_v = 0`` the
+    adapter equals the host exactly. Calling ``ThresholdAdaptation(host)`` returns the
+    subclass for the host's framework; it is called exactly like the host (same
+    arguments and outputs) and answers the host's other attributes and methods (an
+    snnTorch user's ``forward`` may call ``init_leaky()``: it starts a fresh run of the
+    adapter, threshold included, and returns the initial state it will use).
 
     Args:
         host: the neuron to wrap (not copied: its parameters are shared).
@@ -63,7 +71,8 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
         As the host: one step ``[N, *F]`` (or ``[T, N, *F]`` for SpikingJelly 'm' mode).
 
     Raises:
-        TypeError: the host is not a supported neuron (the message lists them).
+        TypeError: the host is not a supported neuron (the message names it and lists
+            the supported ones).
         ValueError: ``tau_v`` not a positive finite number; ``shape`` not a sequence of
             positive ints.
         RuntimeError: at call time, no signature recorded yet, or more steps than the
@@ -80,14 +89,19 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
     host: Any
     theta_v: nn.Parameter
     signature: torch.Tensor
+    _shell_setup: Any  # from the framework's adapter shell, see _adapter_class
+    _dynamics: type[ThresholdDynamics]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ThresholdAdaptation:
-        if cls is ThresholdAdaptation:  # dispatch to the host framework's implementation
-            from robust_spikes.neurons._hosts import threshold_class
-
+        if cls is ThresholdAdaptation:  # the class for the host's framework
             host = args[0] if args else kwargs.get("host")
-            return super().__new__(threshold_class(host))
+            return super().__new__(_adapter_class(_framework(host)))
         return super().__new__(cls)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # The class is made per framework at run time (_adapter_class): pickles and
+        # copies name the framework instead of the class.
+        return (_rebuild, (self._framework_name,), self.__getstate__())
 
     def __init__(
         self,
@@ -97,12 +111,19 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
         shape: tuple[int, ...] | None = None,
         detach_threshold: bool = False,
     ) -> None:
+        framework = _framework(host)
+        dynamics = framework.threshold_dynamics(host)
         super().__init__()
         if isinstance(tau_v, bool) or not (isinstance(tau_v, int | float) and tau_v > 0):
             raise ValueError(f"tau_v must be a positive number, got {tau_v!r}")
         if not math.isfinite(tau_v):
             raise ValueError(f"tau_v must be finite, got {tau_v!r}")
+        # the shell registers its state before host is set: from then on, names the
+        # adapter lacks are looked up on the host (NeuronAdapter.__getattr__)
+        self._shell_setup(host, dynamics)  # the framework's adapter shell (_adapter_class)
         self.host = host
+        self._framework_name = framework.name
+        self._unforwarded = framework.unforwarded
         self.tau_v = float(tau_v)
         self.detach_threshold = bool(detach_threshold)
         self.kind: SignatureKind = "membrane"
@@ -137,9 +158,30 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
     @property
     def base_threshold(self) -> torch.Tensor:
         """``theta_0``: the host's threshold (a tensor)."""
-        raise NotImplementedError
+        return self._dynamics(self.host).base_threshold()
 
     # ----------------------------------------------------------------- dynamics
+    def _adapter_step(
+        self,
+        dynamics: ThresholdDynamics,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        threshold: torch.Tensor,
+        step: int,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        """One TA-LIF step of the host: ``(spikes, state, Vth[t])`` from ``Vth[t-1]``."""
+        u, state = dynamics.charge(state, x, threshold)
+        threshold = self._next_threshold(threshold, u, x, step)
+        raw = fire(
+            dynamics.spike_function(),
+            u,
+            threshold,
+            dynamics.base_threshold(),
+            detach_threshold=self.detach_threshold,
+        )
+        spikes, state = dynamics.discharge(state, u, raw, threshold)
+        return spikes, state, threshold
+
     def _next_threshold(
         self, previous: torch.Tensor, membrane: torch.Tensor, current: torch.Tensor, step: int
     ) -> torch.Tensor:
@@ -165,20 +207,6 @@ class ThresholdAdaptation(NeuronAdapter, nn.Module):
             )
         threshold = adapt_threshold(previous, signal, self.signature[step], self.theta_v)
         return threshold.detach() if self.detach_threshold else threshold
-
-    def _fire(
-        self,
-        surrogate: Any,
-        membrane: torch.Tensor,
-        threshold: torch.Tensor,
-    ) -> torch.Tensor:
-        return fire(
-            surrogate,
-            membrane,
-            threshold,
-            self.base_threshold,
-            detach_threshold=self.detach_threshold,
-        )
 
     # ----------------------------------------------------------------- signature
     def start_recording(self, kind: SignatureKind = "membrane") -> None:
@@ -273,6 +301,36 @@ def record_signature(
         for m, training in modes.items():
             m.training = training
     return model
+
+
+_CLASSES: dict[str, type[ThresholdAdaptation]] = {}
+
+
+def _framework(host: Any) -> Host:
+    framework = host_of(host) if isinstance(host, nn.Module) else None
+    if framework is None:
+        raise TypeError(
+            "ThresholdAdaptation wraps a neuron of snnTorch or SpikingJelly (import the "
+            f"framework first), got {type(host).__name__}"
+        )
+    return framework
+
+
+def _adapter_class(framework: Host) -> type[ThresholdAdaptation]:
+    """``ThresholdAdaptation`` combined with ``framework``'s adapter shell (made once)."""
+    cls = _CLASSES.get(framework.name)
+    if cls is None:
+        shell = framework.adapter_shell()
+        name = shell.__name__.removesuffix("Shell") + "ThresholdAdaptation"
+        doc = f"TA-LIF around a {framework.name} neuron: see :class:`ThresholdAdaptation`."
+        cls = type(name, (ThresholdAdaptation, shell), {"__module__": __name__, "__doc__": doc})
+        _CLASSES[framework.name] = cls
+    return cls
+
+
+def _rebuild(framework_name: str) -> ThresholdAdaptation:
+    cls = _adapter_class(host_named(framework_name))
+    return cls.__new__(cls)
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
