@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torchattacks.attack import Attack
 
+from robust_spikes._modes import kept_modes
+
 __all__ = ["SeededAttack", "check_attack", "check_seed", "seeded"]
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio odd constant (splitmix64)
@@ -102,10 +104,5 @@ class SeededAttack(Attack):
         self, inputs: torch.Tensor, labels: torch.Tensor | None = None, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         models = self.models()
-        modes = {m: m.training for model in models for m in model.modules()}
-        try:
-            with seeded(self.seed, models, inputs):
-                return super().__call__(inputs, labels, *args, **kwargs)
-        finally:
-            for module, training in modes.items():
-                module.training = training
+        with kept_modes(*models), seeded(self.seed, models, inputs):
+            return super().__call__(inputs, labels, *args, **kwargs)

@@ -42,6 +42,7 @@ from torch import nn
 
 from robust_spikes import _data
 from robust_spikes._checks import check_count
+from robust_spikes._modes import kept_modes
 from robust_spikes._optional import require
 from robust_spikes._random import mixed_seed, rand, randn
 from robust_spikes.evaluation._certified import CertificationResult, CertifiedSample
@@ -456,17 +457,13 @@ class _Draws:
 @contextlib.contextmanager
 def _certifying(model: nn.Module) -> Iterator[None]:
     """Eval mode, no gradients and no input-range check; all restored on exit."""
-    modes = [(m, m.training) for m in model.modules()]
     has_range = hasattr(model, "input_range")
     saved_range = getattr(model, "input_range", None)
-    model.eval()
     try:
         if has_range:
             setattr(model, "input_range", None)  # noqa: B010  (noisy images leave [0, 1])
-        with torch.no_grad():
+        with kept_modes(model, eval=True), torch.no_grad():
             yield
     finally:
-        for m, mode in modes:
-            m.training = mode
         if has_range:
             setattr(model, "input_range", saved_range)  # noqa: B010

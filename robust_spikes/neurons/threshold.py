@@ -16,6 +16,7 @@ from torch import nn
 
 from robust_spikes import _data
 from robust_spikes._adapters import NeuronAdapter
+from robust_spikes._modes import kept_modes
 from robust_spikes.frameworks import Host, ThresholdDynamics, host_named, host_of
 from robust_spikes.neurons.functional import adapt_threshold, fire
 
@@ -285,12 +286,10 @@ def record_signature(
             f"model contains no ThresholdAdaptation neurons, got {type(model).__name__}; "
             "adapt it first: rs.adapt(net, 'ta-lif')"
         )
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
         for a in adapters:
             a.start_recording(kind)
-        with torch.no_grad():
+        with kept_modes(model, eval=True), torch.no_grad():
             for x in _data.image_batches(loader, "loader", batch_size=_SIGNATURE_BATCH):
                 model(x)
         for a in adapters:
@@ -298,8 +297,6 @@ def record_signature(
     finally:
         for a in adapters:
             a._recording = None
-        for m, training in modes.items():
-            m.training = training
     return model
 
 

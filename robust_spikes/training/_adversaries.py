@@ -23,6 +23,7 @@ from torch import nn
 
 from robust_spikes import _random
 from robust_spikes._checks import check_positive_int
+from robust_spikes._modes import kept_modes
 
 __all__ = ["FGSM", "PGD", "RFGSM", "TRADES", "Adversary"]
 
@@ -40,13 +41,8 @@ def _check_real(name: str, value: Any, low: float, high: float, *, low_open: boo
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode, then restore each one's own mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with kept_modes(model, eval=True):
         yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def _input_grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

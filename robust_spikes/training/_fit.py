@@ -19,6 +19,7 @@ from torch import nn
 
 from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
+from robust_spikes._modes import kept_modes
 from robust_spikes._optional import require
 
 __all__ = ["History", "fit"]
@@ -249,7 +250,6 @@ def train_loop(
 
     device = _device(model)
     num_batches = math.ceil(len(train[0]) / batch_size)
-    modes = [(m, m.training) for m in model.modules()]
     trainable = [(p, p.requires_grad) for p in model.parameters()]
     bar = tqdm(
         total=(epochs - start) * num_batches,
@@ -260,7 +260,7 @@ def train_loop(
         dynamic_ncols=True,
     )
     try:
-        with bar:
+        with bar, kept_modes(model):
             for epoch in range(start + 1, epochs + 1):
                 model.train()
                 for r in regularizers:
@@ -293,8 +293,6 @@ def train_loop(
                 for c in callbacks:
                     c(epoch, history)
     finally:
-        for m, mode in modes:
-            m.training = mode
         for p, requires_grad in trainable:  # regularizers may freeze parameters per epoch
             p.requires_grad_(requires_grad)
     return history
