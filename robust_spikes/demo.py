@@ -47,6 +47,7 @@ from torch import nn
 
 from robust_spikes import data
 from robust_spikes._optional import require
+from robust_spikes._tables import markdown_table
 from robust_spikes.classifier import SpikingClassifier
 from robust_spikes.evaluation._report import RobustnessReport, format_eps, plot_curves
 
@@ -437,23 +438,6 @@ def comparison_table(reports: dict[str, list[RobustnessReport]], dataset: str = 
             row += [_spread([a[e]["worst"] for a in adaptive])]
         row.append(", ".join(sorted({f["code"] for r in model_runs for f in r.flags})) or "-")
         rows.append(row)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = [
-            c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join(
-            ":" + "-" * (w + 1) if i in (0, len(widths) - 1) else "-" * (w + 1) + ":"
-            for i, w in enumerate(widths)
-        )
-        + "|"
-    )
     stochastic = [r.settings for r in runs if r.settings["stochastic"]]
     vote = (
         f" Stochastic models: every prediction, clean and attacked, is the majority vote over "
@@ -470,7 +454,8 @@ def comparison_table(reports: dict[str, list[RobustnessReport]], dataset: str = 
         "(step 0.01, random start); adaptive: per-sample worst case of the robust-spikes "
         f"ensemble and the paper attacks, so never above paper.{vote}"
     )
-    return "\n".join([title, "", line(header), rule, *map(line, rows)])
+    table = markdown_table(header, rows, left=(0, len(header) - 1))
+    return "\n".join([title, "", *table])
 
 
 def build_net(side: int = 8) -> nn.Sequential:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from robust_spikes._tables import markdown_table
 from robust_spikes.evaluation import _records
 from robust_spikes.evaluation._flags import masking_flags
 
@@ -297,14 +298,14 @@ class RobustnessReport:
             names = list(next(iter(table.values())))
             note = " (cumulative: after each member and the earlier ones)"
             lines += ["", f"{protocol}" + (note if protocol == "adaptive" else "") + ":", ""]
-            lines += _table(
+            lines += markdown_table(
                 ["eps", *names],
                 [[format_eps(e)] + [_pct(a[n]) for n in names] for e, a in table.items()],
             )
         if len(self.protocols) > 1:
             lines += ["", "Worst case over both protocols:", ""]
             robust = self.robust_accuracy
-            lines += _table(
+            lines += markdown_table(
                 ["eps", "worst", "attack success rate"],
                 [[format_eps(e), _pct(robust[e]["worst"]), _pct(success[e])] for e in robust],
             )
@@ -318,7 +319,7 @@ class RobustnessReport:
                 f"n {c['n']}, alpha {c['alpha']:g}):",
                 "",
             ]
-            lines += _table(
+            lines += markdown_table(
                 ["radius", "certified accuracy"],
                 [[f"{r:g}", _pct(a)] for r, a in certified.items()],
             )
@@ -351,18 +352,6 @@ class RobustnessReport:
             f"{self.settings['protocol']!r}, clean_accuracy={self.clean_accuracy:.3f}, "
             f"flags={[f['code'] for f in self.flags]})"
         )
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = [cells[0].ljust(widths[0])]
-        padded += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|:" + "-" * (widths[0] + 1) + "|" + "|".join("-" * (w + 1) + ":" for w in widths[1:])
-    return [line(header), rule + "|", *map(line, rows)]
 
 
 def plot_curves(
