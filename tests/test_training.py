@@ -226,6 +226,8 @@ def test_history_and_callbacks() -> None:
     assert len(history.loss) == len(history.train_accuracy) == len(history.val_accuracy) == 3
     assert calls == [(1, 1), (2, 2), (3, 3)]
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in history.val_accuracy)
+    # measured (seeds 0-2): 2.27-2.31 -> 2.24-2.26, lower every epoch; a loss averaged
+    # over 128 digits moves by ~1e-6 with the CPU's rounding
     assert history.loss[-1] < history.loss[0]
 
 
