@@ -13,7 +13,9 @@ the clean accuracy of a plainly trained ANN's conversion (scale 1) at 8, 32 and 
     python benchmarks/conversion_digits.py [--seeds 0 1 2] [--targets snntorch spikingjelly]
         [--eps 0.1] [--scale 0.3] [--num-steps 8] [--finetune-epochs 5] [--lr 0.05]
 
-tests/test_conversion.py uses the same recipe (its seed 0, snnTorch).
+The fine-tuning's robustness claim lives here, not in tests/test_conversion.py
+(accuracy after training differs from one CPU to another), whose frozen PGD-trained
+ANN (tests/data/ann-adv.pt) follows this recipe with seed 0.
 """
 
 from __future__ import annotations

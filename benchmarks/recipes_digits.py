@@ -1,6 +1,8 @@
 """PGD robust accuracy bought by each training recipe on the digits, against plain training.
 
-The settings of tests/test_recipes.py and tests/test_training.py: the conv SNN of
+The robustness claims of the recipes live here, not in the tests (accuracy after
+training differs from one CPU to another; tests/test_training.py and
+tests/test_recipes.py check the recipes' mechanics). Settings: the conv SNN of
 tests/helpers.py (Conv(1->8)-Leaky-MaxPool-Linear(128->10)-Leaky, snnTorch, T=4), Adam 5e-3,
 batch 64; every recipe and its plain baseline train from the same initial weights for the
 same number of epochs. Robust accuracy: torchattacks PGD-10 (step eps/4, random start,

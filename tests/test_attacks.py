@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
-from helpers import NUM_STEPS, digits_tensors, snntorch_conv, trained
+from helpers import NUM_STEPS, digits_tensors, trained
 from torch import nn
 
 import robust_spikes as rs
@@ -76,7 +76,8 @@ def test_eot_gradient_is_closer_to_the_expected_gradient_than_one_draw() -> None
         single = F.cosine_similarity(input_gradient(model, x, y), reference).mean().item()
         eot = Expectation(model, num_samples=10, average=average)  # type: ignore[arg-type]
         averaged = F.cosine_similarity(input_gradient(eot, x, y), reference).mean().item()
-        # Measured: one draw 0.89-0.90, ten draws 0.985-0.987 (both averages).
+        # Measured (frozen weights, generator seeds 1-3): one draw 0.889-0.901, ten draws
+        # 0.985-0.987 (both averages): the bounds leave 0.044 and 0.035.
         assert averaged > single + 0.04, (average, single, averaged)
         assert averaged > 0.95
 
@@ -108,21 +109,35 @@ def test_expectation_is_a_view_of_the_model() -> None:
     assert torch.equal(next(view.parameters()), next(model.parameters()))
 
 
+def expected_loss(model: SpikingClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Cross-entropy averaged over 16 draws of the model's randomness (the same draws)."""
+    model.generator.manual_seed(12345)
+    with torch.no_grad():
+        return sum(F.cross_entropy(model(x), y).item() for _ in range(16)) / 16
+
+
 def test_eot_pgd_is_not_weaker_than_pgd_on_a_gated_snn() -> None:
+    """EOT-PGD reaches a higher expected loss than PGD on one draw per step.
+
+    Measured (frozen weights, rho 0.5, all 450 test digits, seeds 0-3): expected loss
+    clean 0.645, PGD 1.333-1.341, EOT-10 PGD 1.383-1.399, EOT higher by 0.042-0.062 in
+    every pair while each varies by under 0.01 across seeds. The 16-draw vote accuracy
+    (PGD 0.558-0.569, EOT 0.524-0.544, gap 0.013-0.042) is too close to assert on.
+    """
     model = gated()
-    _, _, x, y = digits_tensors()  # all 450 test images: the gap is a few percent
+    _, _, x, y = digits_tensors()
     clean = vote_accuracy(model, x, y)
     pgd = torchattacks.PGD(model, eps=EPS, alpha=EPS / 2, steps=5)
     torch.manual_seed(0)
     model.generator.manual_seed(100)
-    plain_robust = vote_accuracy(model, pgd(x, y), y)
+    x_pgd = pgd(x, y)
     x_eot = EOT(torchattacks.PGD(model, eps=EPS, alpha=EPS / 2, steps=5), num_samples=10)(x, y)
+    assert_valid(x_pgd, x)
     assert_valid(x_eot, x)
-    eot_robust = vote_accuracy(model, x_eot, y)
-    # Measured (rho 0.5, 16-draw vote): PGD 0.553-0.571, EOT-10 PGD 0.522-0.533 over
-    # seeds 0-2, EOT lower by 0.024-0.040 in every pair (0.007-0.047 with 10 steps).
-    assert eot_robust < clean - 0.2
-    assert eot_robust <= plain_robust + 0.01, (clean, plain_robust, eot_robust)
+    # measured: clean vote accuracy 0.878, under EOT-PGD 0.524-0.544
+    assert vote_accuracy(model, x_eot, y) < clean - 0.2
+    plain_loss, eot_loss = expected_loss(model, x_pgd, y), expected_loss(model, x_eot, y)
+    assert eot_loss > plain_loss > expected_loss(model, x, y), (plain_loss, eot_loss)
 
 
 @pytest.mark.parametrize("name", ["PGD", "FGSM", "APGD", "CW"])
@@ -164,9 +179,11 @@ def test_gradient_mode_attack_uses_the_surrogate_and_releases_it() -> None:
     model = plain()
     x, y = batch(32)
     triangle = GradientModeAttack(
-        torchattacks.PGD(model, eps=EPS, steps=3), "bptt", Triangle(gamma=1.0)
+        torchattacks.PGD(model, eps=EPS, alpha=EPS / 2, steps=3), "bptt", Triangle(gamma=1.0)
     )
-    host = GradientModeAttack(torchattacks.PGD(model, eps=EPS, steps=3), "bptt", None)
+    host = GradientModeAttack(
+        torchattacks.PGD(model, eps=EPS, alpha=EPS / 2, steps=3), "bptt", None
+    )
     assert "mode='bptt'" in triangle.attack and "Triangle" in triangle.attack
     assert "surrogate=None" in host.attack
     spike_functions = [getattr(m, "spike_grad", None) for m in model.modules()]
@@ -177,8 +194,8 @@ def test_gradient_mode_attack_uses_the_surrogate_and_releases_it() -> None:
     assert [getattr(m, "spike_grad", None) for m in model.modules()] == spike_functions
     with model.gradient("bptt", surrogate=Triangle(gamma=2.0)):  # nothing is still held
         pass
-    with torch.no_grad():
-        assert vote_accuracy(model, x_tri, y) < vote_accuracy(model, x, y)
+    # Measured (frozen weights, attack seeds 0-2): clean 0.906, attacked 0.625-0.656.
+    assert vote_accuracy(model, x_tri, y) < vote_accuracy(model, x, y) - 0.1
 
 
 def test_gradient_mode_attack_releases_the_context_on_error() -> None:
@@ -205,36 +222,16 @@ def test_gradient_mode_and_eot_compose_in_either_order() -> None:
 
 
 # ------------------------------------------------------------------------------ transfer
-@functools.cache
-def _second_state() -> dict[str, torch.Tensor]:
-    """An independently trained network of the same architecture (seed 1)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        net = snntorch_conv()
-        model = SpikingClassifier(net, NUM_STEPS)
-        x, y, _, _ = digits_tensors()
-        opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-        g = torch.Generator().manual_seed(1)
-        for _ in range(3):
-            for idx in torch.randperm(len(x), generator=g).split(64):
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return {k: v.clone() for k, v in net.state_dict().items()}
-
-
 def second() -> SpikingClassifier:
-    net = snntorch_conv()
-    net.load_state_dict(_second_state())
-    return SpikingClassifier(net, NUM_STEPS).eval()
+    """An independently trained network of the same architecture (seed 1, frozen)."""
+    return SpikingClassifier(trained("snntorch_conv", seed=1), NUM_STEPS).eval()
 
 
 def test_transfer_from_a_second_snn_is_weaker_than_white_box() -> None:
     target, source = plain(), second()
     x, y = batch(128)
     clean = vote_accuracy(target, x, y)
-    assert vote_accuracy(source, x, y) > 0.8
+    assert vote_accuracy(source, x, y) > 0.7  # frozen weights: measured 0.891
     factory = functools.partial(torchattacks.PGD, eps=EPS, alpha=EPS / 4, steps=10)
     transfer = Transfer(target, source, factory)
     assert transfer.model is target and transfer.crafter.model is source
@@ -242,8 +239,11 @@ def test_transfer_from_a_second_snn_is_weaker_than_white_box() -> None:
     x_tr = transfer(x, y)
     assert source.training and not target.training
     assert_valid(x_tr, x)
+    torch.manual_seed(0)  # PGD's random start draws from the global RNG
     white = vote_accuracy(target, factory(target)(x, y), y)
     transferred = vote_accuracy(target, x_tr, y)
+    # Measured (frozen weights, seeds 0-2): clean 0.891, white-box 0.516-0.547,
+    # transferred 0.695-0.734: both bounds leave more than 0.15.
     assert transferred <= clean
     assert transferred >= white - 0.05, (clean, white, transferred)
 

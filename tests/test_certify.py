@@ -279,7 +279,9 @@ def test_certify_trained_digits_snn(digits_snn: rs.SpikingClassifier) -> None:
         if r.prediction >= 0:
             assert r.radius == pytest.approx(sigma * PHI.inv_cdf(r.p_lower))
     accuracy0 = result.certified_accuracy(0.0)
-    assert 0.5 <= accuracy0 <= clean  # smoothing at sigma=0.25 costs this model accuracy
+    # smoothing at sigma=0.25 costs this model accuracy; measured (frozen weights): clean
+    # 7 of 8, certified at radius 0 7 of 8 (counts 41-50 of 50; one abstention at 26)
+    assert 0.5 <= accuracy0 <= clean
     curve = result.curve()
     assert curve[0] == (0.0, accuracy0) and len(curve) == 51
     assert all(a >= b for (_, a), (_, b) in itertools.pairwise(curve))

@@ -379,8 +379,9 @@ def test_fgsm_is_real_with_poisson_and_silently_void_with_spikegen_rate() -> Non
     adv = torchattacks.FGSM(model, eps=0.1)(x, y)
     assert (adv - x).abs().max() > 0.099
     clean_acc, adv_acc = vote_accuracy(model, x, y, 8), vote_accuracy(model, adv, y, 8)
-    assert clean_acc >= 0.8  # measured 0.90 (the net was trained with direct input)
-    assert adv_acc <= clean_acc - 0.15, (clean_acc, adv_acc)  # measured 0.59
+    # measured (frozen weights, trained with direct input): clean 0.891, FGSM 0.578
+    assert clean_acc >= 0.7
+    assert adv_acc <= clean_acc - 0.15, (clean_acc, adv_acc)
 
     # The same trained net, rate-coded by snnTorch inside the model: the Bernoulli draw
     # has an exactly zero gradient, so FGSM returns the clean images unchanged.

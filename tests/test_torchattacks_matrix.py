@@ -2,7 +2,8 @@
 
 The models: a trained plain SNN of each framework, the same with TA-LIF neurons and
 with stochastic gates (EOTPGD, APGD and APGDT run with eot_iter=2 on the gated ones),
-and a trained ANN converted to each framework by ``rs.conversion.convert``.
+and a trained ANN converted to each framework by ``rs.conversion.convert`` (all trained
+weights frozen in tests/data/).
 Each run checks: no error; ``|x_adv - x|_inf <= eps + 1e-6`` (or the L2 bound) for
 bounded attacks; ``x_adv`` in [0, 1]; the model's train/eval mode restored. Settings
 are small so the matrix stays fast; each attack with an EOT or restart option runs
@@ -219,7 +220,13 @@ def rgb(model: SpikingClassifier) -> SpikingClassifier:
 
 
 def test_pgd_lowers_accuracy_on_a_trained_snn() -> None:
-    """The attack is real: gradients through the classifier reach the pixels."""
+    """The attack is real: gradients through the classifier reach the pixels.
+
+    Frozen weights (tests/data/). Measured on the first 128 test digits, PGD-10 at eps 0.2
+    (step 0.04), torch seeds 0-2: snnTorch clean 0.891, robust 0.016-0.055; SpikingJelly
+    clean 0.898, robust 0.133-0.156. The bounds leave 0.19 on the clean accuracy and
+    0.34 on the drop (at eps 0.1 the drop was 0.30 on SpikingJelly: too close to call).
+    """
     for framework in ("snntorch", "spikingjelly"):
         make = MODELS[framework]
         model = make().eval()
@@ -227,8 +234,9 @@ def test_pgd_lowers_accuracy_on_a_trained_snn() -> None:
         x, y = x[:128], y[:128]
         with torch.no_grad():
             clean = (model(x).argmax(1) == y).float().mean().item()
-        x_adv = torchattacks.PGD(model, eps=0.1, alpha=0.02, steps=10)(x, y)
+        torch.manual_seed(0)
+        x_adv = torchattacks.PGD(model, eps=0.2, alpha=0.04, steps=10)(x, y)
         with torch.no_grad():
             robust = (model(x_adv).argmax(1) == y).float().mean().item()
-        assert clean > 0.8, f"{framework}: the test model did not train ({clean:.2f})"
-        assert robust < clean - 0.3, f"{framework}: PGD barely worked ({clean:.2f} -> {robust:.2f})"
+        assert clean > 0.7, f"{framework}: the frozen model lost its accuracy ({clean:.2f})"
+        assert robust < clean - 0.4, f"{framework}: PGD barely worked ({clean:.2f} -> {robust:.2f})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import NUM_STEPS, digits_tensors, snntorch_conv
+from helpers import NUM_STEPS, digits_tensors, snntorch_conv, trained
 from torch import nn
 
 import robust_spikes as rs
@@ -53,14 +53,16 @@ def test_perturb_invariants(name: str, training: bool) -> None:
 
 @pytest.mark.parametrize("name", list(ADVERSARIES))
 def test_perturb_increases_loss(name: str) -> None:
-    """Examples from a briefly trained model raise its cross-entropy over the clean input."""
-    model = _model()
-    fit(model, _small_data(256), epochs=3, batch_size=64, progress=False)
-    model.eval()
+    """Examples from a trained model raise its cross-entropy over the clean input.
+
+    Frozen weights (tests/data/). Measured on 64 training digits: clean 0.392; FGSM 1.21,
+    PGD 1.02, PGD without random start 1.10, TRADES 0.576, R-FGSM 0.474.
+    """
+    model = rs.SpikingClassifier(trained("snntorch_conv"), NUM_STEPS).eval()
     x, y = _small_data(64)
     x_adv = ADVERSARIES[name]().perturb(model, x, y)
     with torch.no_grad():
-        assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y)
+        assert F.cross_entropy(model(x_adv), y) > 1.1 * F.cross_entropy(model(x), y)
 
 
 @pytest.mark.parametrize("name", list(ADVERSARIES))
@@ -131,38 +133,81 @@ def test_adversary_generator_type_error() -> None:
 
 
 # ---------------------------------------------------------------------------------- fit
-def test_fgsm_training_raises_pgd_robust_accuracy() -> None:
-    """FGSM-AT at eps 0.1 beats plain training under PGD-10 at eps 0.1.
+def _clip(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1).detach()
 
-    Measured (10 epochs, Adam 5e-3, batch 64, seeds 0-3): plain 0.57, 0.57, 0.57, 0.50 and
-    FGSM-AT 0.76, 0.76, 0.77, 0.76 robust accuracy, margins 0.19-0.26; the test asserts
-    half the smallest margin.
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(p) || softmax(q)) summed over classes, averaged over the batch.
+
+    torch's own kl_div: near x_adv = x the ascent's gradients are tiny and their signs
+    follow the rounding of the formula, so the reference rounds as the library does.
     """
-    torchattacks = pytest.importorskip("torchattacks")
-    x, y, x_test, y_test = digits_tensors()
-    robust = {}
-    for adversary in (None, FGSM(0.1)):
-        model = _model()
-        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-        history = fit(
-            model,
-            (x, y),
-            epochs=10,
-            optimizer=optimizer,
-            adversary=adversary,
-            batch_size=64,
-            progress=False,
-        )
-        assert len(history) == 10
-        model.eval()
-        torch.manual_seed(0)
-        attack = torchattacks.PGD(model, eps=0.1, alpha=0.025, steps=10)
-        with torch.no_grad():
-            assert (model(x_test).argmax(1) == y_test).float().mean() > 0.85
-        x_adv = attack(x_test, y_test)
-        with torch.no_grad():
-            robust[adversary is None] = (model(x_adv).argmax(1) == y_test).float().mean().item()
-    assert robust[False] >= robust[True] + 0.095, robust
+    return F.kl_div(q.log_softmax(1), p.log_softmax(1), reduction="batchmean", log_target=True)
+
+
+def _hand_written_loss(
+    name: str, model: rs.SpikingClassifier, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """The training objectives written out from the papers, attack in eval mode.
+
+    FGSM and PGD from x (Madry et al. 2018): x_{k+1} = clip(x_k + alpha sign(grad CE));
+    loss CE(f(x_adv)). TRADES (Zhang et al. 2019): x_0 = x + 0.001 N(0, 1) from the
+    model's generator, ascent on KL(f(x) || f(x_k)); loss CE(f(x)) + beta KL(f(x) || f(x_adv)).
+    """
+    eps, alpha, steps = {"fgsm": (0.1, 0.1, 1), "pgd_no_start": (0.1, 0.03, 3)}.get(
+        name, (0.1, 0.025, 3)
+    )
+    model.eval()
+    with torch.no_grad():
+        clean = model(x)
+    x_adv = x.clone()
+    if name == "trades":
+        x_adv = _clip(x + 0.001 * torch.randn(x.shape, generator=model.generator), x, eps)
+    for _ in range(steps):
+        z = x_adv.clone().requires_grad_(True)
+        out = model(z)
+        objective = _kl(clean, out) if name == "trades" else F.cross_entropy(out, y)
+        (grad,) = torch.autograd.grad(objective, z)
+        x_adv = _clip(x_adv + alpha * grad.sign(), x, eps)
+    model.train()
+    if name == "trades":
+        logits = model(x)
+        return F.cross_entropy(logits, y) + 6.0 * _kl(logits, model(x_adv))
+    return F.cross_entropy(model(x_adv), y)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd_no_start", "trades"])
+def test_adversarial_fit_equals_a_hand_written_loop(name: str) -> None:
+    """One epoch of fit(adversary=...) is the paper's objective on the current weights.
+
+    The robustness this buys (PGD-10 robust accuracy at eps 0.1: plain 0.57, FGSM-AT 0.76,
+    PGD-AT 0.73, TRADES 0.74) is measured by benchmarks/recipes_digits.py over seeds, not
+    asserted here: accuracy after training differs from one CPU to another.
+    """
+    x, y = _small_data(64)
+    model, reference = _model(), _model()
+    lr = 0.5
+    fit(
+        model,
+        (x, y),
+        epochs=1,
+        batch_size=32,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        adversary=ADVERSARIES[name](),
+        progress=False,
+    )
+    optimizer = torch.optim.SGD(reference.parameters(), lr=lr)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    for idx in order.split(32):
+        loss = _hand_written_loss(name, reference, x[idx], y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    initial = _model().state_dict()
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(reference.net[0].weight, initial["net.0.weight"])
 
 
 def test_history_and_callbacks() -> None:
@@ -181,6 +226,8 @@ def test_history_and_callbacks() -> None:
     assert len(history.loss) == len(history.train_accuracy) == len(history.val_accuracy) == 3
     assert calls == [(1, 1), (2, 2), (3, 3)]
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in history.val_accuracy)
+    # measured (seeds 0-2): 2.27-2.31 -> 2.24-2.26, lower every epoch; a loss averaged
+    # over 128 digits moves by ~1e-6 with the CPU's rounding
     assert history.loss[-1] < history.loss[0]
 
 
