@@ -569,7 +569,7 @@ class SpikingClassifier(nn.Module):
         for name, steps in self._host.declared_steps(self.net):
             if steps != self.num_steps:
                 raise ValueError(
-                    f"num_steps={self.num_steps}, but {name} of the network was built for "
+                    f"num_steps={self.num_steps}, but the network's {name} was built for "
                     f"T={steps} time steps; pass num_steps={steps} (or build the network "
                     f"with T={self.num_steps})"
                 )

@@ -99,7 +99,7 @@ class SpikingJellyHost(Host):
     def declared_steps(self, net: nn.Module) -> list[tuple[str, int]]:
         # SpikingJelly's zoo models, PSN, MaskedPSN and GatedLIFNode are built for T steps.
         return [
-            (name or type(net).__name__, m.T)
+            (f"module {name!r} ({type(m).__name__})" if name else type(m).__name__, m.T)
             for name, m in net.named_modules()
             if isinstance(getattr(m, "T", None), int) and not isinstance(m.T, bool)
         ]
