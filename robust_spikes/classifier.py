@@ -85,9 +85,22 @@ class SpikingClassifier(nn.Module):
     * snnTorch tutorial-style modules whose ``forward(x)`` loops over time itself and
       returns a ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple;
     * snnTorch single-step modules with explicit state passing,
-      ``forward(x_t, *state) -> (*outputs, *state)`` (e.g. a bare ``snn.Leaky``);
+      ``forward(x_t, *state) -> (*outputs, *state)`` (e.g. a bare ``snn.Leaky``), state
+      arguments with or without defaults (they start as snnTorch's empty tensor);
+    * snnTorch networks of sequence neurons (``StateLeaky``, ``LinearLeaky``,
+      ``LeakyParallel``), called once on ``[T, N, ...]``;
     * SpikingJelly networks in single-step (``'s'``) or multi-step (``'m'``) mode,
-      including ``layer.SeqToANNContainer`` blocks.
+      including ``layer.SeqToANNContainer`` blocks, every neuron family (``BaseNode``,
+      ``SimpleBaseNode``, the PSN family, ``GatedLIFNode``) and ``NonSpiking*Node``
+      output layers, and SpikingJelly 2.0's model zoo, which runs its own time loop and
+      returns ``[N, K]`` logits (used as they are).
+
+    The first call probes the network on the given batch, in eval mode with its state,
+    buffers and random streams left as found, to find which of these it is; it refuses
+    a network whose output for a sample depends on the rest of the batch (e.g. a loop
+    over ``x.size(0)`` as time, fed a static batch). With
+    ``encoder=rs.encoders.Frames()``, inputs are batch-first event frames ``[N, T, ...]``
+    run over their ``T == num_steps`` frames.
 
     Readouts: ``"membrane"`` (default) is the time mean of the output layer's membrane:
     the final neuron's ``mem`` in snnTorch, its recorded ``v`` in SpikingJelly (the
@@ -122,7 +135,8 @@ class SpikingClassifier(nn.Module):
             Results equal the plain loop up to floating-point summation order.
 
     Shape:
-        x: ``[N, C, H, W]`` or ``[N, F]``; returns ``[N, K]`` float logits.
+        x: ``[N, C, H, W]`` or ``[N, F]`` (with :class:`~robust_spikes.encoders.Frames`:
+        ``[N, T, C, H, W]`` or ``[N, T, F]``); returns ``[N, K]`` float logits.
 
     Raises:
         ValueError: bad ``num_steps``, ``readout``, ``normalize``, ``input_range`` or
@@ -618,6 +632,13 @@ class SpikingClassifier(nn.Module):
             host.reset(stateful)
             out = net(inp, *initial)
             if num_state:
+                if not isinstance(out, tuple) or len(out) <= num_state:
+                    got = f"{len(out)} values" if isinstance(out, tuple) else type(out).__name__
+                    raise ValueError(
+                        f"{type(net).__name__}.forward takes {num_state} state argument(s) "
+                        f"after the input, so it must return (*outputs, *{num_state} new "
+                        f"states), got {got}"
+                    )
                 out = out[:-num_state]
                 out = out[0] if len(out) == 1 else out
             return out

@@ -139,6 +139,12 @@ def test_spikingjelly_2_zoo_models_that_return_logits(name: str) -> None:
     check_pgd_step(model, x)
 
 
+def test_zoo_logits_with_a_batch_as_large_as_num_steps() -> None:
+    torch.manual_seed(0)
+    net = excite(ZOO_2["ms_resnet18"](), gain=2.0)
+    check_equal_to(rs.SpikingClassifier(net, num_steps=T), own_loop(net), images(n=T))
+
+
 @pytest.mark.slow
 def test_max_resnet18() -> None:
     torch.manual_seed(0)
@@ -456,6 +462,43 @@ def test_snntorch_explicit_state_without_defaults() -> None:
 
     x = torch.rand(BATCH, 64, generator=torch.Generator().manual_seed(0))
     check_equal_to(model, loop, x)
+
+
+class OwnLoopLogits(nn.Module):
+    """Loops over a fixed number of steps itself and returns the mean membrane [N, K]."""
+
+    def __init__(self, num_steps: int) -> None:
+        super().__init__()
+        self.num_steps = num_steps
+        self.fc, self.lif = nn.Linear(64, 10), snn.Leaky(beta=BETA, init_hidden=True, output=True)
+
+    def forward(self, x):
+        return torch.stack([self.lif(self.fc(x))[1] for _ in range(self.num_steps)]).mean(0)
+
+
+def test_snntorch_net_with_its_own_loop_returning_logits() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(BATCH, 64, generator=torch.Generator().manual_seed(0))
+    net = excite(OwnLoopLogits(T))
+
+    def loop(x: torch.Tensor) -> torch.Tensor:
+        snntorch_reset(net)
+        out = net(x)
+        snntorch_reset(net)
+        return out
+
+    check_equal_to(rs.SpikingClassifier(net, num_steps=T), loop, x)
+    with pytest.raises(ValueError, match=r"runs 5 time steps per call .* pass num_steps=5"):
+        rs.SpikingClassifier(OwnLoopLogits(5), num_steps=T)(x)
+
+
+def test_explicit_state_net_must_return_its_state() -> None:
+    class ForgetsState(OneStep):
+        def forward(self, x, syn1, mem1, mem2):
+            return super().forward(x, syn1, mem1, mem2)[0]
+
+    with pytest.raises(ValueError, match=r"takes 3 state argument.*got Tensor"):
+        rs.SpikingClassifier(ForgetsState(), num_steps=T)(torch.rand(BATCH, 64))
 
 
 def test_snntorch_sequence_neurons() -> None:
