@@ -586,3 +586,27 @@ def test_the_probe_leaves_the_network_as_it_found_it() -> None:
         for m in net.modules()
         for v in getattr(m, "_memories", {}).values()
     )
+
+
+def test_a_network_drawing_from_the_global_rng_is_probed_without_consuming_it() -> None:
+    from snntorch import spikegen
+
+    class RateInside(nn.Module):  # rate-codes each step with the global RNG
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+            self.lif = snn.Leaky(beta=BETA, init_hidden=True, output=True)
+
+        def forward(self, x):
+            return self.lif(self.fc(spikegen.rate(x, num_steps=1)[0]))
+
+    torch.manual_seed(0)
+    net = excite(RateInside())
+    x = torch.rand(4, 64, generator=torch.Generator().manual_seed(0))
+    model = rs.SpikingClassifier(net, num_steps=T)  # random draws are no batch dependence
+    torch.manual_seed(1)
+    out = model(x)  # the probe runs first, on a forked RNG
+    torch.manual_seed(1)
+    snntorch_reset(net)
+    ref = torch.stack([net(x)[1] for _ in range(T)]).mean(0)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
