@@ -301,7 +301,11 @@ def test_neurons_built_for_another_t_are_refused() -> None:
             rs.SpikingClassifier(net, num_steps=2)
 
 
-@pytest.mark.parametrize("decode", ["mean-mem", "max-mem", "max-abs-mem", "last_mem", None])
+# "last-mem" is no SpikingJelly decode: like None, the layer then returns the list of
+# per-step membranes.
+@pytest.mark.parametrize(
+    "decode", ["mean-mem", "max-mem", "max-abs-mem", "last_mem", "last-mem", None]
+)
 def test_non_spiking_lif_output_layer(decode: str | None) -> None:
     tail = [layer.Linear(10, 5), neuron.NonSpikingLIFNode(tau=2.0, decode=decode)]
     net = sj_mlp(neuron.LIFNode(), "m", tail)
@@ -504,13 +508,22 @@ def test_explicit_state_net_must_return_its_state() -> None:
 def test_snntorch_sequence_neurons() -> None:
     torch.manual_seed(0)
     state_leaky = excite(nn.Sequential(nn.Linear(64, 10), snn.StateLeaky(beta=BETA, channels=10)))
+    linear_leaky = excite(
+        nn.Sequential(snn.LinearLeaky(beta=BETA, in_features=64, out_features=10))
+    )
     parallel = excite(nn.Sequential(nn.Linear(64, 16), snn.LeakyParallel(16, 10)))
     x = torch.rand(BATCH, 64, generator=torch.Generator().manual_seed(0))
 
-    def mem_loop(x: torch.Tensor) -> torch.Tensor:
-        return state_leaky(x.unsqueeze(0).expand(T, *x.shape))[1].mean(0)
+    def mem_loop(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: net(x.unsqueeze(0).expand(T, *x.shape))[1].mean(0)
 
-    check_equal_to(rs.SpikingClassifier(state_leaky, num_steps=T), mem_loop, x)
+    for net in (state_leaky, linear_leaky):
+        check_equal_to(rs.SpikingClassifier(net, num_steps=T), mem_loop(net), x)
+    mem_only = nn.Sequential(state_leaky[0], snn.StateLeaky(beta=BETA, channels=10, output=False))
+    torch.testing.assert_close(  # output=False returns the membrane: read as such
+        rs.SpikingClassifier(mem_only, num_steps=T)(x),
+        mem_only(x.unsqueeze(0).expand(T, *x.shape)).mean(0),
+    )
     counts = rs.SpikingClassifier(parallel, num_steps=T, readout="count")(x)
     torch.testing.assert_close(counts, parallel(x.unsqueeze(0).expand(T, *x.shape)).sum(0))
     with pytest.raises(ValueError, match="LeakyParallel returns spikes only"):
