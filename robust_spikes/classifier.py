@@ -699,8 +699,8 @@ class SpikingClassifier(nn.Module):
                 output = "logits"
                 if num_calls != steps:
                     raise ValueError(
-                        f"{type(net).__name__} runs {num_calls} time steps per call (its "
-                        f"output neuron fired {num_calls} times), but num_steps={steps}; "
+                        f"{type(net).__name__} runs {num_calls} time steps per call (its output "
+                        f"neuron ran {num_calls} times), but num_steps={steps}; "
                         f"num_steps must match: pass num_steps={num_calls}"
                     )
             else:
