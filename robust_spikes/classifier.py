@@ -342,6 +342,12 @@ class SpikingClassifier(nn.Module):
         """Per-channel normalisation; channels are dim 2 of batch-first frames."""
         assert self._mean is not None and self._std is not None
         if getattr(self.encoder, "sequence_input", False):
+            if getattr(self.encoder, "channels", None) is not None:
+                raise ValueError(
+                    "normalize is not supported with folded frames [N, T * C, H, W] "
+                    f"(encoder={self.encoder!r}); pass frames [N, T, C, H, W] with "
+                    "Frames(), or normalise the frames before the classifier"
+                )
             mean, std = _channel_view(self._mean, x[:, 0]), _channel_view(self._std, x[:, 0])
             return (x - mean.unsqueeze(1)) / std.unsqueeze(1)
         return (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
@@ -364,13 +370,15 @@ class SpikingClassifier(nn.Module):
         if getattr(self.encoder, "is_static", False):
             return None
         seq = self.encoder(x, steps, generator=generator or self.generator)
-        shape = x.shape[2:] if getattr(self.encoder, "sequence_input", False) else x.shape[1:]
-        expected = (steps, x.shape[0], *shape)
-        if not isinstance(seq, torch.Tensor) or tuple(seq.shape) != expected:
+        if getattr(self.encoder, "sequence_input", False):  # [N, T, ...] reordered
+            ok = isinstance(seq, torch.Tensor) and tuple(seq.shape[:2]) == (steps, x.shape[0])
+            expected = f"[num_steps, N, ...] = [{steps}, {x.shape[0]}, ...]"
+        else:
+            ok = isinstance(seq, torch.Tensor) and seq.shape == (steps, *x.shape)
+            expected = f"[num_steps, N, ...] = {[steps, *x.shape]}"
+        if not ok:
             got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
-            raise ValueError(
-                f"encoder must return [num_steps, N, ...] = {list(expected)}, got {got}"
-            )
+            raise ValueError(f"encoder must return {expected}, got {got}")
         return seq
 
     def _run(

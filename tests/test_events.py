@@ -186,3 +186,52 @@ def test_attacks_and_evaluate_run_on_frames() -> None:
     assert report.clean_accuracy == pytest.approx(clean)
     robust = report.robust_accuracy[eps]
     assert robust and all(value <= report.clean_accuracy for value in robust.values())
+
+
+# Attacks on frames: the 5-D layout for attacks that take any shape; folded 4-D frames
+# [N, T * C, H, W] with Frames(channels=C) for those that take images only (APGD,
+# AutoAttack, Square, DIFGSM, ...). TIFGSM and PIFGSM(PP) hard-code 3 colour channels.
+FRAME_ATTACKS = {
+    "FGSM": (False, {"eps": 0.1}, "linf"),
+    "PGD": (False, {"eps": 0.1, "alpha": 0.05, "steps": 2}, "linf"),
+    "EOTPGD": (False, {"eps": 0.1, "steps": 2, "eot_iter": 2}, "linf"),
+    "PGDL2": (False, {"eps": 0.5, "steps": 2}, "l2"),  # views the gradient
+    "DeepFool": (False, {"steps": 2}, None),
+    "APGD": (True, {"eps": 0.1, "steps": 2, "n_restarts": 1}, "linf"),
+    "Square": (True, {"eps": 0.1, "n_queries": 10}, "linf"),
+    "DIFGSM": (True, {"eps": 0.1, "steps": 2}, "linf"),
+}
+
+
+@pytest.mark.parametrize("name", list(FRAME_ATTACKS))
+def test_torchattacks_on_frames(event_test_set, name: str) -> None:
+    folded, kwargs, norm = FRAME_ATTACKS[name]
+    x, y = batch(event_test_set, 4)
+    x = x.clamp(max=1)
+    encoder = Frames(channels=2) if folded else Frames()
+    x = x.flatten(1, 2) if folded else x
+    model = rs.SpikingClassifier(sj_event_net(), num_steps=T, encoder=encoder)
+    adv = getattr(torchattacks, name)(model, **kwargs)(x, y)
+    assert adv.shape == x.shape and adv.min() >= 0 and adv.max() <= 1
+    delta = (adv - x).flatten(1)
+    if norm == "linf":
+        assert delta.abs().max() <= kwargs["eps"] + 1e-6
+    elif norm == "l2":
+        assert delta.norm(dim=1).max() <= kwargs["eps"] + 1e-5
+
+
+def test_folded_frames_equal_batch_first_frames(event_test_set) -> None:
+    x, _ = batch(event_test_set)
+    net = sj_event_net()
+    folded = rs.SpikingClassifier(net, T, encoder=Frames(channels=2), input_range=None)
+    plain = rs.SpikingClassifier(net, T, encoder=Frames(), input_range=None)
+    torch.testing.assert_close(folded(x.flatten(1, 2)), plain(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"x has 10 channels .* 4 \* 2 = 8"):
+        folded(torch.zeros(2, 10, 16, 16))
+    with pytest.raises(ValueError, match=r"channels must be a positive int, got 0"):
+        Frames(channels=0)
+    normalized = rs.SpikingClassifier(
+        net, T, encoder=Frames(channels=2), normalize=([0.0], [1.0]), input_range=None
+    )
+    with pytest.raises(ValueError, match=r"normalize is not supported with folded frames"):
+        normalized(x.flatten(1, 2))
