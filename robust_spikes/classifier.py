@@ -46,20 +46,24 @@ class _Plan:
     output: ``"neuron"`` the net returns the final neuron's output (spikes, or a tuple
         whose first item is spikes and last the membrane); ``"value"`` a non-spiking
         value (e.g. a final Linear), read as the membrane; ``"recording"`` a tutorial-style
-        ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple.
+        ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple; ``"logits"`` ``[N, K]``
+        from a network that runs its time loop and averages over time itself
+        (SpikingJelly 2.0's model zoo).
     static_input: a sequence-kind net takes the static ``[N, ...]`` image (snnTorch
         tutorial style) rather than ``[T, N, ...]`` (SpikingJelly multi-step).
     neurons: the spiking neurons (adapters count as one), the last being the output layer.
     random: modules that draw from the classifier's generator (stochastic gates).
+    no_membrane: why the output neuron's membrane cannot be read, or ``None``.
     """
 
     key: tuple[Any, ...]
     kind: Literal["step", "sequence"]
     num_state: int
-    output: Literal["neuron", "value", "recording"]
+    output: Literal["neuron", "value", "recording", "logits"]
     static_input: bool
     neurons: tuple[nn.Module, ...] = field(repr=False)
     random: tuple[Any, ...] = field(repr=False)  # modules drawing from the generator
+    no_membrane: str | None = None
 
     @property
     def final(self) -> nn.Module:
@@ -83,9 +87,22 @@ class SpikingClassifier(nn.Module):
     * snnTorch tutorial-style modules whose ``forward(x)`` loops over time itself and
       returns a ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple;
     * snnTorch single-step modules with explicit state passing,
-      ``forward(x_t, *state) -> (*outputs, *state)`` (e.g. a bare ``snn.Leaky``);
+      ``forward(x_t, *state) -> (*outputs, *state)`` (e.g. a bare ``snn.Leaky``), state
+      arguments with or without defaults (they start as snnTorch's empty tensor);
+    * snnTorch networks of sequence neurons (``StateLeaky``, ``LinearLeaky``,
+      ``LeakyParallel``), called once on ``[T, N, ...]``;
     * SpikingJelly networks in single-step (``'s'``) or multi-step (``'m'``) mode,
-      including ``layer.SeqToANNContainer`` blocks.
+      including ``layer.SeqToANNContainer`` blocks, every neuron family (``BaseNode``,
+      ``SimpleBaseNode``, the PSN family, ``GatedLIFNode``) and ``NonSpiking*Node``
+      output layers, and SpikingJelly 2.0's model zoo, which runs its own time loop and
+      returns ``[N, K]`` logits (used as they are).
+
+    The first call probes the network on the given batch, in eval mode with its state,
+    buffers and random streams left as found, to find which of these it is; it refuses
+    a network whose output for a sample depends on the rest of the batch (e.g. a loop
+    over ``x.size(0)`` as time, fed a static batch). With
+    ``encoder=rs.encoders.Frames()``, inputs are batch-first event frames ``[N, T, ...]``
+    run over their ``T == num_steps`` frames.
 
     Readouts: ``None`` (default) reads a network the way its framework trains it: the
     output membrane in snnTorch (its tutorials put the loss on ``mem``), the spike count
@@ -126,7 +143,8 @@ class SpikingClassifier(nn.Module):
             Results equal the plain loop up to floating-point summation order.
 
     Shape:
-        x: ``[N, C, H, W]`` or ``[N, F]``; returns ``[N, K]`` float logits.
+        x: ``[N, C, H, W]`` or ``[N, F]`` (with :class:`~robust_spikes.encoders.Frames`:
+        ``[N, T, C, H, W]`` or ``[N, T, F]``); returns ``[N, K]`` float logits.
 
     Raises:
         ValueError: bad ``num_steps``, ``readout``, ``normalize``, ``input_range`` or
@@ -177,6 +195,7 @@ class SpikingClassifier(nn.Module):
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self._host: Host = detect(net, framework)
         self._host.check_supported(self._host.neurons(net))
+        self._check_declared_steps()
         self._plan: _Plan | None = None
         self._layers = _time_batchable(net, self._host)
         if time_batched and self._layers is None:
@@ -321,9 +340,9 @@ class SpikingClassifier(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images(x, value_range=self.input_range)
+        x = self._check_input(x)
         if self._std is not None:
-            x = (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
+            x = self._normalize(x)
         host, net = self._host, self.net
         neurons = host.neurons(net)
         plan = self._plan_for(neurons, x)
@@ -363,9 +382,9 @@ class SpikingClassifier(nn.Module):
 
         def span(x: torch.Tensor, steps: int) -> torch.Tensor:
             steps = check_num_steps(steps)
-            x = check_images(x, value_range=self.input_range)
+            x = self._check_input(x)
             if self._std is not None:
-                x = (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
+                x = self._normalize(x)
             plan = self._plan_for(host.neurons(net), x)
             if plan.output == "recording":
                 raise TypeError(
@@ -387,17 +406,47 @@ class SpikingClassifier(nn.Module):
             self._carried = None
             host.reset(stateful)
 
-    def _frames(self, x: torch.Tensor, steps: int) -> torch.Tensor | None:
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel normalisation; channels are dim 2 of batch-first frames."""
+        assert self._mean is not None and self._std is not None
+        if getattr(self.encoder, "sequence_input", False):
+            if getattr(self.encoder, "channels", None) is not None:
+                raise ValueError(
+                    "normalize is not supported with folded frames [N, T * C, H, W] "
+                    f"(encoder={self.encoder!r}); pass frames [N, T, C, H, W] with "
+                    "Frames(), or normalise the frames before the classifier"
+                )
+            mean, std = _channel_view(self._mean, x[:, 0]), _channel_view(self._std, x[:, 0])
+            return (x - mean.unsqueeze(1)) / std.unsqueeze(1)
+        return (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self.encoder, "sequence_input", False):
+            if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4, 5):
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"x must be batch-first frames [N, T, F] or [N, T, C, H, W] (encoder="
+                    f"{self.encoder!r}), got shape {got}"
+                )
+            return check_images(x, ndims=(x.dim(),), value_range=self.input_range)
+        return check_images(x, value_range=self.input_range)
+
+    def _frames(
+        self, x: torch.Tensor, steps: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
         """The encoded sequence, or ``None`` when every step is ``x`` itself."""
         if getattr(self.encoder, "is_static", False):
             return None
-        seq = self.encoder(x, steps, generator=self.generator)
-        if not isinstance(seq, torch.Tensor) or seq.dim() != x.dim() + 1:
+        seq = self.encoder(x, steps, generator=generator or self.generator)
+        if getattr(self.encoder, "sequence_input", False):  # [N, T, ...] reordered
+            ok = isinstance(seq, torch.Tensor) and tuple(seq.shape[:2]) == (steps, x.shape[0])
+            expected = f"[num_steps, N, ...] = [{steps}, {x.shape[0]}, ...]"
+        else:
+            ok = isinstance(seq, torch.Tensor) and seq.shape == (steps, *x.shape)
+            expected = f"[num_steps, N, ...] = {[steps, *x.shape]}"
+        if not ok:
             got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
-            raise ValueError(
-                f"encoder must return [num_steps, N, ...] = [{steps}, "
-                f"{', '.join(map(str, x.shape))}], got {got}"
-            )
+            raise ValueError(f"encoder must return {expected}, got {got}")
         return seq
 
     def _run(
@@ -451,7 +500,7 @@ class SpikingClassifier(nn.Module):
             if layer not in neurons:
                 h = layer(h.flatten(0, 1)).unflatten(0, (num_steps, -1)) if timed else layer(h)
                 continue
-            record = layer is plan.final and want_membrane
+            record = layer is plan.final and want_membrane and plan.no_membrane is None
             spikes, membrane = [], []
             for x_t in h.unbind(0) if timed else (h,) * num_steps:
                 spk, mem = _split(layer(x_t))
@@ -477,6 +526,8 @@ class SpikingClassifier(nn.Module):
         membrane: list[torch.Tensor] = []
         carried = self._carried  # explicit state kept between the spans of _stream
         state: tuple[Any, ...] = () if carried is None else tuple(carried)
+        if plan.num_state and not state:  # the first step: snnTorch's empty initial state
+            state = tuple(host.initial_state(x) for _ in range(plan.num_state))
         for x_t in frames:
             out = net(x_t, *state)
             if plan.num_state:
@@ -487,7 +538,7 @@ class SpikingClassifier(nn.Module):
             if from_neuron:
                 if want_spikes:
                     spikes.append(spk)
-                if want_membrane:
+                if want_membrane and (mem is not None or plan.no_membrane is None):
                     membrane.append(mem if mem is not None else host.membrane(final))
             elif want_membrane:
                 membrane.append(spk)
@@ -506,7 +557,7 @@ class SpikingClassifier(nn.Module):
             seq = x.unsqueeze(0).expand(num_steps, *x.shape)
         inp = x if seq is None else seq
         _, want_membrane = self._wants()
-        record = plan.output == "neuron" and want_membrane
+        record = plan.output == "neuron" and want_membrane and plan.no_membrane is None
         host, final = self._host, plan.final
         if record:
             previous = getattr(final, "store_v_seq", False)
@@ -517,8 +568,14 @@ class SpikingClassifier(nn.Module):
         finally:
             if record:
                 host.record_membrane(final, previous)
+        out = _as_recording(out)
         spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
-        if not isinstance(spk, torch.Tensor) or spk.dim() < 2 or spk.shape[0] != num_steps:
+        if plan.output == "logits":
+            if not isinstance(spk, torch.Tensor) or spk.dim() != 2:
+                got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
+                raise ValueError(f"net returned {got}, expected logits [N, K] as on the probe")
+            return None, spk.unsqueeze(0)
+        if not isinstance(spk, torch.Tensor) or spk.dim() < 3 or spk.shape[0] != num_steps:
             got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
             raise ValueError(
                 f"net returned a recording of shape {got}, expected [num_steps={num_steps}, "
@@ -559,15 +616,27 @@ class SpikingClassifier(nn.Module):
     def _read(
         self, spikes: torch.Tensor | None, membrane: torch.Tensor | None, batch: int
     ) -> torch.Tensor:
+        plan = self._plan
         readout = self.readout_used
         if readout == "membrane":
-            assert membrane is not None
+            if membrane is None:
+                why = plan.no_membrane if plan is not None else None
+                raise ValueError(
+                    f"readout='membrane' needs the output layer's membrane, but {why}; use "
+                    "readout='count', or end the network in a non-spiking layer (e.g. a "
+                    "Linear) whose output is read as the membrane"
+                )
             logits = membrane.mean(0)
         elif readout == "count":
             if spikes is None:
+                what = (
+                    "returns logits [N, K] that it averaged over time itself"
+                    if plan is not None and plan.output == "logits"
+                    else "ends in a non-spiking layer"
+                )
                 raise ValueError(
-                    "readout='count' needs output spikes, but the network ends in a "
-                    "non-spiking layer; use readout='membrane'"
+                    f"readout='count' needs output spikes, but the network {what}; use "
+                    "readout='membrane'"
                 )
             logits = spikes.sum(0)
         else:
@@ -592,6 +661,7 @@ class SpikingClassifier(nn.Module):
                     "SpikingClassifier needs at least one"
                 )
             self._host.check_supported(neurons)
+            self._check_declared_steps()
             self._plan = self._discover(key, mode, neurons, x)
         plan = self._plan
         if plan.static_input and not getattr(self.encoder, "is_static", False):
@@ -603,69 +673,173 @@ class SpikingClassifier(nn.Module):
             )
         return plan
 
+    def _check_declared_steps(self) -> None:
+        """Refuse ``num_steps`` unequal to the ``T`` a module of the network was built for."""
+        for name, steps in self._host.declared_steps(self.net):
+            if steps != self.num_steps:
+                raise ValueError(
+                    f"num_steps={self.num_steps}, but the network's {name} was built for "
+                    f"T={steps} time steps; pass num_steps={steps} (or build the network "
+                    f"with T={self.num_steps})"
+                )
+
     @torch.no_grad()
     def _discover(
         self, key: tuple[Any, ...], mode: str, neurons: list[nn.Module], x: torch.Tensor
     ) -> _Plan:
-        """Find how to drive the network with one probe call on one sample.
+        """Find how to drive the network by probing it on the caller's batch.
 
-        The probe runs with every module in eval mode (restored after), stochastic
-        neurons on a throwaway generator, and state reset before and after, so batch-norm
-        statistics, random streams and neuron state are left as they were.
+        The probe runs the network the way ``mode`` suggests on the whole batch (a
+        network may hard-code its batch size), counts the calls of the output neuron (more
+        than one per call: the network loops over time itself), and reads the output's
+        shape: per-step ``[N, K]``, a ``[T, N, K]`` recording, or ``[N, K]`` logits that
+        the network averaged over time itself. With two or more samples it runs again on
+        the batch in reverse order: a sample's outputs must not depend on the others.
+        It runs with every module in eval mode (restored after), stochastic neurons on a
+        throwaway generator, and state reset before and after, so batch-norm statistics,
+        random streams and neuron state are left as they were.
         """
         net, host, final = self.net, self._host, neurons[-1]
         num_state = 0
         if mode == "unknown" and host.explicit_state(neurons):
-            num_state = _extra_forward_args(net)
-        probe = x[:1].detach()
-        seen: list[Any] = []
-        handle = final.register_forward_hook(lambda _m, _i, out: seen.append(out))
+            num_state = _state_args(net, host.state_count(neurons))
+        seq = self._frames(x.detach(), self.num_steps, torch.Generator().manual_seed(0))
+        if mode == "sequence":
+            probe = (
+                seq if seq is not None else x.detach().unsqueeze(0).expand(self.num_steps, *x.shape)
+            )
+            batch_dim = 1
+        else:
+            probe = seq[0] if seq is not None else x.detach()
+            batch_dim = 0
+        initial = tuple(host.initial_state(x) for _ in range(num_state))
+        calls: list[Any] = []
+        handle = final.register_forward_hook(lambda _m, _i, out: calls.append(out))
         modes = {m: m.training for m in net.modules()}
         random: list[Any] = [m for m in net.modules() if getattr(m, "uses_generator", False)]
         generators = [m.generator for m in random]
         stateful = host.stateful(net)
-        net.eval()
-        host.reset(stateful)
-        try:
+
+        def run(inp: torch.Tensor) -> Any:
             for m in random:  # the probe must not consume anybody's random stream
-                m.generator = torch.Generator()
+                m.generator = torch.Generator().manual_seed(0)
+            calls.clear()
+            host.reset(stateful)
+            out = net(inp, *initial)
+            if num_state:
+                if not isinstance(out, tuple) or len(out) <= num_state:
+                    got = f"{len(out)} values" if isinstance(out, tuple) else type(out).__name__
+                    raise ValueError(
+                        f"{type(net).__name__}.forward takes {num_state} state argument(s) "
+                        f"after the input, so it must return (*outputs, *{num_state} new "
+                        f"states), got {got}"
+                    )
+                out = out[:-num_state]
+                out = out[0] if len(out) == 1 else out
+            return out
+
+        net.eval()
+        devices = [probe.device] if probe.device.type == "cuda" else []
+        restore = contextlib.ExitStack()  # the global RNG, for nets that draw from it
+        restore.enter_context(torch.random.fork_rng(devices=devices))
+        try:
             try:
-                if mode == "sequence":
-                    out = net(probe.unsqueeze(0).expand(self.num_steps, *probe.shape))
-                elif num_state:
-                    out = net(probe)[:-num_state]
-                    out = out[0] if len(out) == 1 else out
-                else:
-                    out = net(probe)
+                out = run(probe)
             except Exception as err:
-                shape = (self.num_steps, *probe.shape) if mode == "sequence" else probe.shape
                 err.add_note(
-                    f"(SpikingClassifier probed {type(net).__name__} with one input of shape "
-                    f"{tuple(shape)} to find how to drive it: one step per call for step-wise "
-                    "networks, the static image once for networks that loop over time in "
-                    "their own forward)"
+                    f"(SpikingClassifier probed {type(net).__name__} with an input of shape "
+                    f"{tuple(probe.shape)} to find how to drive it: one step [N, ...] per call "
+                    "for step-wise networks, the static image once for networks that loop "
+                    "over time in their own forward, [num_steps, N, ...] for multi-step ones)"
                 )
                 raise
+            num_calls, last = len(calls), calls[-1] if calls else None
+            if probe.shape[batch_dim] > 1 and not random:
+                self._check_batch_independence(run, probe, out, batch_dim)
         finally:
+            restore.close()
             handle.remove()
             host.reset(stateful)
             for m, training in modes.items():
                 m.training = training
             for m, generator in zip(random, generators, strict=True):
                 m.generator = generator
+        out = _as_recording(out)
         first = out[0] if isinstance(out, tuple) else out
         if not isinstance(first, torch.Tensor):
             raise ValueError(
-                f"net must return a tensor or a tuple of tensors, got {type(out).__name__}"
+                "net must return a tensor, a tuple of tensors or a list of per-step tensors, "
+                f"got {type(out).__name__}"
             )
-        kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
-        if mode == "unknown" and not num_state and first.dim() == 3 and first.shape[1] == 1:
-            return _Plan(key, "sequence", 0, "recording", True, tuple(neurons), tuple(random))
-        last = seen[-1] if seen else None
+        n, steps = x.shape[0], self.num_steps
         last_first = last[0] if isinstance(last, tuple) else last
-        is_neuron = out is last or first is last_first
-        output: Literal["neuron", "value"] = "neuron" if is_neuron else "value"
-        return _Plan(key, kind, num_state, output, False, tuple(neurons), tuple(random))
+        output: Literal["neuron", "value", "recording", "logits"]
+        output = "neuron" if out is last or first is last_first else "value"
+        if output == "neuron" and host.output_is_membrane(final):
+            output = "value"
+        kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
+        static = False
+        if mode == "sequence":
+            if first.dim() == 2 and first.shape[0] == n:
+                output = "logits"
+            elif not (first.dim() >= 3 and tuple(first.shape[:2]) == (steps, n)):
+                raise ValueError(
+                    f"{type(net).__name__} returned shape {tuple(first.shape)} for an input "
+                    f"of shape {tuple(probe.shape)}; expected a recording [num_steps={steps}, "
+                    f"N={n}, K] or logits [N={n}, K]"
+                )
+        elif num_calls > 1 and not num_state:  # the network loops over time itself
+            kind, static = "sequence", True
+            if first.dim() == 2 and first.shape[0] == n:
+                output = "logits"
+                if num_calls != steps:
+                    raise ValueError(
+                        f"{type(net).__name__} runs {num_calls} time steps per call (its output "
+                        f"neuron ran {num_calls} times), but num_steps={steps}; "
+                        f"num_steps must match: pass num_steps={num_calls}"
+                    )
+            else:
+                output = "recording"
+        no_membrane = host.no_membrane(final, mode == "sequence")
+        return _Plan(
+            key, kind, num_state, output, static, tuple(neurons), tuple(random), no_membrane
+        )
+
+    def _check_batch_independence(
+        self,
+        run: Callable[[torch.Tensor], Any],
+        probe: torch.Tensor,
+        out: Any,
+        batch_dim: int,
+    ) -> None:
+        """Raise if a sample's output changes when the rest of the batch is reordered."""
+        flipped = run(probe.flip(batch_dim))
+        n = probe.shape[batch_dim]
+        pairs = zip(_tensors(_as_recording(out)), _tensors(_as_recording(flipped)), strict=False)
+        for ta, tb in pairs:
+            # The batch dimension of an output: 1 for recordings [T, N, ...], else 0.
+            dim = 1 if ta.dim() >= 3 and ta.shape[1] == n else 0 if ta.shape[:1] == (n,) else None
+            if dim is None or ta.shape != tb.shape:
+                continue
+            tb = tb.flip(dim)
+            scale = float(ta.abs().max()) if ta.numel() else 0.0
+            if not torch.allclose(ta.float(), tb.float(), rtol=1e-4, atol=1e-4 * (1 + scale)):
+                diff = float((ta.float() - tb.float()).abs().max())
+                # A network drawing random numbers itself (from the global RNG) differs
+                # between two runs on the same batch: that is no evidence either way.
+                again = _tensors(_as_recording(run(probe)))
+                first = _tensors(_as_recording(out))
+                if any(not torch.equal(u, v) for u, v in zip(first, again, strict=False)):
+                    return
+                raise ValueError(
+                    f"{type(self.net).__name__}'s output for a sample depends on the other "
+                    f"samples of the batch (max difference {diff:.3g} between the batch "
+                    "and the same batch in reverse order, in eval mode with its state reset); "
+                    "the likely cause is a network that loops over x.size(0) as time, "
+                    "written for time-major [T, N, ...] input, fed a static batch [N, ...]: "
+                    "pass one step per call (SpikingClassifier loops over time), or "
+                    "batch-first event frames [N, T, ...] with encoder=rs.encoders.Frames()"
+                )
 
     # ------------------------------------------------------------------ gradients
     def gradient(
@@ -774,15 +948,38 @@ def _sequential_leaves(net: nn.Module) -> list[nn.Module] | None:
     return leaves
 
 
-def _extra_forward_args(net: nn.Module) -> int:
-    """Number of state arguments of ``net.forward(x, *state)`` (0 if only ``x``)."""
+def _state_args(net: nn.Module, neuron_states: int) -> int:
+    """Number of state arguments of ``net.forward(x, *state)`` (0 if only ``x``).
+
+    A bare neuron or a ``forward(x, *state)`` takes the state of all its neurons;
+    otherwise the positional parameters after ``x`` are the state, with or without
+    defaults.
+    """
     params = inspect.signature(net.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return neuron_states
     positional = [
         p
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
     return max(len(positional) - 1, 0)
+
+
+def _as_recording(out: Any) -> Any:
+    """A list of per-step tensors (SpikingJelly's ``NonSpikingBaseNode`` without a
+    ``decode``) stacked to ``[T, ...]``; anything else unchanged."""
+    if isinstance(out, list) and out and all(isinstance(t, torch.Tensor) for t in out):
+        return torch.stack(out)
+    return out
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, tuple | list):
+        return [t for t in out if isinstance(t, torch.Tensor)]
+    return []
 
 
 def _check_normalize(normalize: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -283,3 +283,10 @@ def load(
         os.fspath(root), download=download, transform=transform, **split_kwargs
     )
     return result
+
+
+# Event-camera data (robust_spikes/_events.py): the embedded neuromorphic digits and lazy
+# loaders of N-MNIST, DVS128 Gesture and CIFAR10-DVS.
+from robust_spikes._events import EventFrames, event_dataset, event_digits  # noqa: E402
+
+__all__ += ["EventFrames", "event_dataset", "event_digits"]

@@ -16,6 +16,8 @@ class Encoder(nn.Module):
         is_stochastic: the output is random; randomness must come from ``generator``.
         is_static: every step equals ``x`` itself, so a network may be fed ``x`` at every
             step without materialising the sequence (a speed hint, never a semantic one).
+        sequence_input: the input is already a batch-first sequence ``[N, T, ...]`` (event
+            frames) that the encoder only reorders to ``[T, N, ...]``.
 
     Shape:
         ``forward(x, num_steps)``: x: ``[N, ...]`` (e.g. ``[N, C, H, W]`` in [0, 1]);
@@ -37,6 +39,7 @@ class Encoder(nn.Module):
 
     is_stochastic: bool = False
     is_static: bool = False
+    sequence_input: bool = False
 
     def forward(
         self, x: torch.Tensor, num_steps: int, *, generator: torch.Generator | None = None

@@ -151,6 +151,29 @@ class Host:
         """Whether the neurons expect their state passed explicitly (not kept inside)."""
         return False
 
+    def state_count(self, neurons: list[nn.Module]) -> int:
+        """Number of state tensors the neurons pass explicitly, step by step, together."""
+        return 0
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        """The value an explicit state starts from before the first step."""
+        return x.new_zeros(0)
+
+    def declared_steps(self, net: nn.Module) -> list[tuple[str, int]]:
+        """``(module name, T)`` of modules of ``net`` built for a fixed number of steps."""
+        return []
+
+    def output_is_membrane(self, neuron: nn.Module) -> bool:
+        """Whether ``neuron`` returns its membrane potential instead of spikes."""
+        return False
+
+    def no_membrane(self, neuron: nn.Module, sequence: bool) -> str | None:
+        """Why the readout cannot read the membrane of ``neuron`` (``None`` if it can).
+
+        ``sequence``: whether the neuron runs a whole ``[T, N, ...]`` sequence per call.
+        """
+        return None
+
     def membrane(self, neuron: nn.Module) -> torch.Tensor:
         """The membrane potential of ``neuron`` after its last single step, ``[N, ...]``."""
         raise NotImplementedError

@@ -9,6 +9,7 @@ the given network, by instance, recursively.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import torch
@@ -41,19 +42,17 @@ class SnnTorchHost(Host):
         return isinstance(m, self._neuron_type) or type(m).__name__ in _SEQUENCE_NEURONS
 
     def stateful(self, net: nn.Module) -> list[nn.Module]:
-        return [m for m in net.modules() if callable(getattr(m, "reset_mem", None))]
+        return [
+            m
+            for m in net.modules()
+            if callable(getattr(m, "reset_mem", None)) or type(m).__name__ in _SEQUENCE_NEURONS
+        ]
 
     def check_supported(self, neurons: list[nn.Module]) -> None:
         for m in neurons:
             m = adapter_base(m)
             kind = type(m).__name__
-            if kind in _SEQUENCE_NEURONS:
-                raise TypeError(
-                    f"unsupported snnTorch neuron {kind}: it processes a whole sequence per "
-                    "call and SpikingClassifier drives networks step by step; use Leaky, "
-                    "Synaptic, Alpha, Lapicque, RLeaky or RSynaptic"
-                )
-            if not callable(getattr(m, "reset_mem", None)):
+            if kind not in _SEQUENCE_NEURONS and not callable(getattr(m, "reset_mem", None)):
                 raise TypeError(
                     f"unsupported snnTorch neuron {kind}: it has no reset_mem(), so its state "
                     "cannot be reset between calls"
@@ -61,18 +60,65 @@ class SnnTorchHost(Host):
 
     def reset(self, stateful: list[nn.Module]) -> None:
         for m in stateful:
+            if type(m).__name__ in _SEQUENCE_NEURONS:
+                # Stateless across calls; StateLeaky keeps its last spikes as ``spk``.
+                spk = vars(m).get("spk")
+                if isinstance(spk, torch.Tensor):
+                    m.spk = spk.detach()
+                continue
             m.reset_mem()  # type: ignore[operator]
 
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
+        # StateLeaky, LinearLeaky, LeakyParallel: one call of net is the whole sequence.
         # init_hidden=True: one call of net is one step. Otherwise the user's forward
         # either loops over time itself (tutorial style) or is one step with state in
         # and out; only its signature and its output can tell.
+        sequence = [type(adapter_base(m)).__name__ in _SEQUENCE_NEURONS for m in neurons]
+        if any(sequence):
+            if not all(sequence):
+                steps = sorted(
+                    {
+                        type(adapter_base(m)).__name__
+                        for m, s in zip(neurons, sequence, strict=True)
+                        if not s
+                    }
+                )
+                raise ValueError(
+                    "net mixes snnTorch sequence neurons (StateLeaky, LinearLeaky, "
+                    f"LeakyParallel), which take [T, N, ...] per call, with step neurons "
+                    f"({', '.join(steps)}), which take one step per call; SpikingClassifier "
+                    "drives a network one way: use one kind of neuron"
+                )
+            return "sequence"
         if all(getattr(adapter_base(m), "init_hidden", False) for m in neurons):
             return "step"
         return "unknown"
 
     def explicit_state(self, neurons: list[nn.Module]) -> bool:
         return not all(getattr(adapter_base(m), "init_hidden", False) for m in neurons)
+
+    def state_count(self, neurons: list[nn.Module]) -> int:
+        # snnTorch's neurons take their state after the input: Leaky (mem), Synaptic
+        # (syn, mem), Alpha (syn_exc, syn_inh, mem), RLeaky (spk, mem), RSynaptic (spk,
+        # syn, mem); their init_* methods return it, an empty tensor before the first step.
+        count = 0
+        for m in neurons:
+            host = adapter_base(m)
+            if getattr(host, "init_hidden", False):
+                continue
+            params = list(inspect.signature(type(host).forward).parameters.values())[2:]
+            count += sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        return count
+
+    def output_is_membrane(self, neuron: nn.Module) -> bool:
+        host = adapter_base(neuron)  # StateLeaky(output=False) returns the membrane only
+        return type(host).__name__ in _SEQUENCE_NEURONS and getattr(host, "output", True) is False
+
+    def no_membrane(self, neuron: nn.Module, sequence: bool) -> str | None:
+        kind = type(adapter_base(neuron)).__name__
+        if kind == "LeakyParallel":
+            return "LeakyParallel returns spikes only (its membrane is not accessible)"
+        return None
 
     def membrane(self, neuron: nn.Module) -> torch.Tensor:
         if isinstance(neuron, NeuronAdapter):

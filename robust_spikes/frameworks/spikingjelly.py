@@ -22,9 +22,27 @@ from robust_spikes.frameworks._base import (
     threshold_refusal,
 )
 
-# Neurons whose surrogate gradient is switched off in eval(): an attack (run in eval
-# mode by torchattacks) would get no gradient at all.
-_EVAL_HEAVISIDE = ("OTTTLIFNode", "SLTTLIFNode")
+# Neurons whose surrogate gradient is switched off in eval(): SpikingJelly fires them
+# through surrogate.heaviside when not training, so an attack (run in eval mode by
+# torchattacks) would get no input gradient at all.
+_EVAL_HEAVISIDE = ("OTTTLIFNode", "SLTTLIFNode", "ComplementaryLIFNode")
+# Spiking neurons outside BaseNode, checked to run in the step modes they support.
+_OTHER_NEURONS = ("SimpleBaseNode", "PSN", "MaskedPSN", "SlidingPSN", "GatedLIFNode")
+# Neurons that keep no membrane potential the readout could use.
+_NO_MEMBRANE = ("PSN", "MaskedPSN", "SlidingPSN")
+
+
+def _neuron_types() -> tuple[type, ...]:
+    return (neuron.BaseNode, *(getattr(neuron, name) for name in _OTHER_NEURONS))
+
+
+def _mode_of(m: nn.Module) -> str:
+    """A module's step mode; ``'m'`` for multi-step-only modules (PSN has no attribute)."""
+    supported = getattr(m, "supported_step_mode", None)
+    if callable(supported) and tuple(supported()) == ("m",):
+        return "m"
+    mode = getattr(m, "step_mode", None)
+    return mode if isinstance(mode, str) else "s"
 
 
 class SpikingJellyHost(Host):
@@ -32,28 +50,39 @@ class SpikingJellyHost(Host):
     spiking_readout = "count"  # its tutorials train on the output layer's firing rate
 
     def is_neuron(self, m: nn.Module) -> bool:
-        return isinstance(adapter_base(m), (neuron.BaseNode, *_other_families()))
+        return isinstance(adapter_base(m), _neuron_types())
 
     def stateful(self, net: nn.Module) -> list[nn.Module]:
-        return [m for m in net.modules() if isinstance(m, base.MemoryModule)]
+        # NonSpikingBaseNode (an output layer) keeps its last membrane in a plain attribute.
+        return [
+            m for m in net.modules() if isinstance(m, base.MemoryModule | neuron.NonSpikingBaseNode)
+        ]
 
     def check_supported(self, neurons: list[nn.Module]) -> None:
         for m in neurons:
-            if type(adapter_base(m)).__name__ in _EVAL_HEAVISIDE:
+            kind = type(adapter_base(m)).__name__
+            if kind in _EVAL_HEAVISIDE:
                 raise TypeError(
-                    f"unsupported SpikingJelly neuron {type(m).__name__}: it uses a Heaviside "
-                    "without surrogate gradient in eval mode, so attacks get no input gradient"
+                    f"unsupported SpikingJelly neuron {kind}: SpikingJelly fires it through "
+                    "surrogate.heaviside, which has no gradient, when not training, so attacks "
+                    "(run in eval mode) get no input gradient; use a neuron that keeps its "
+                    "surrogate gradient in eval mode, such as LIFNode or ParametricLIFNode"
                 )
 
     def reset(self, stateful: list[nn.Module]) -> None:
         for m in stateful:
+            if isinstance(m, neuron.NonSpikingBaseNode):
+                v = vars(m).get("v")  # set afresh by every forward; only drop its graph
+                if isinstance(v, torch.Tensor):
+                    m.v = v.detach()
+                continue
             m.reset()  # type: ignore[operator]
 
     def detach(self, stateful: list[nn.Module]) -> None:
         # Not MemoryModule.detach(): its in-place detach_() fails on a memory that is a
         # view (the last step of a multi-step run).
         for m in stateful:
-            memories: dict[str, Any] = m._memories  # type: ignore[assignment]
+            memories: dict[str, Any] = getattr(m, "_memories", {})
             for key, value in memories.items():
                 if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                     memories[key] = value.detach()
@@ -67,6 +96,23 @@ class SpikingJellyHost(Host):
                 "mode with spikingjelly.activation_based.functional.set_step_mode(net, 'm')"
             )
         return "sequence" if set(modes) == {"m"} else "step"
+
+    def declared_steps(self, net: nn.Module) -> list[tuple[str, int]]:
+        # SpikingJelly's zoo models, PSN, MaskedPSN and GatedLIFNode are built for T steps.
+        return [
+            (f"module {name!r} ({type(m).__name__})" if name else type(m).__name__, m.T)
+            for name, m in net.named_modules()
+            if isinstance(getattr(m, "T", None), int) and not isinstance(m.T, bool)
+        ]
+
+    def no_membrane(self, neuron_: nn.Module, sequence: bool) -> str | None:
+        node = adapter_base(neuron_)
+        kind = type(node).__name__
+        if kind in _NO_MEMBRANE or not hasattr(node, "v"):
+            return f"{kind} keeps no membrane potential"
+        if sequence and not isinstance(node, neuron.BaseNode) and neuron_ is node:
+            return f"{kind} does not record its membrane potential in multi-step mode"
+        return None
 
     def membrane(self, node: nn.Module) -> torch.Tensor:
         if isinstance(node, NeuronAdapter):
@@ -97,12 +143,7 @@ class SpikingJellyHost(Host):
     unforwarded = frozenset({"reset", "detach", "step_mode"})
 
     def time_major(self, node: nn.Module) -> bool:
-        if isinstance(adapter_base(node), base.MultiStepModule):  # PSN: multi-step only
-            return True
-        mode = getattr(node, "step_mode", None)
-        if mode is None:
-            mode = getattr(adapter_base(node), "step_mode", "s")
-        return mode == "m"
+        return _mode_of(node if isinstance(node, base.StepModule) else adapter_base(node)) == "m"
 
     def threshold_dynamics(self, node: nn.Module) -> type[ThresholdDynamics]:
         kind = type(node).__name__
@@ -113,18 +154,6 @@ class SpikingJellyHost(Host):
 
     def adapter_shell(self) -> type[nn.Module]:
         return SpikingJellyShell
-
-
-def _other_families() -> tuple[type, ...]:
-    """Spiking neurons of SpikingJelly 2.0 outside ``BaseNode``: the simple reference
-    nodes, the parallel spiking neurons (PSN family) and the gated LIF."""
-    return (
-        neuron.SimpleBaseNode,
-        neuron.PSN,
-        neuron.MaskedPSN,
-        neuron.SlidingPSN,
-        neuron.GatedLIFNode,
-    )
 
 
 # ------------------------------------------------------------- threshold dynamics
