@@ -326,9 +326,13 @@ def test_neurons_without_a_readable_membrane() -> None:
             "SimpleLIFNode does not record its membrane potential in multi-step mode",
         ),
     ]:
-        model = rs.SpikingClassifier(sj_mlp(node, "m"), num_steps=T)
+        net = sj_mlp(node, "m")
+        model = rs.SpikingClassifier(net, num_steps=T, readout="membrane")
         with pytest.raises(ValueError, match=f"needs the output layer's membrane, but {why}"):
             model(x)
+        # SpikingJelly's own convention, the default, reads the spike count instead
+        default = rs.SpikingClassifier(net, num_steps=T)
+        assert default(x).shape == (4, 10) and default.readout_used == "count"
 
 
 def test_complementary_lif_is_refused_because_eval_mode_has_no_gradient() -> None:
