@@ -167,9 +167,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-steps", type=int, default=8, help="T of the SNNs")
     parser.add_argument("--num-train", type=int, default=None, help="training subset")
     parser.add_argument("--num-test", type=int, default=200, help="first N test images")
-    parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.2, 0.3])
+    parser.add_argument(
+        "--eps", type=float, nargs="+", default=None, help="MNIST: 0.1 0.2 0.3; CIFAR: n/255"
+    )
     parser.add_argument("--verdict-eps", type=float, default=None, help="default: --eps[0]")
-    parser.add_argument("--hosnn-eps", type=float, default=None, help="default: --eps[1]")
+    parser.add_argument(
+        "--hosnn-eps", type=float, default=None, help="default: --eps[1] (CIFAR: --eps[-1])"
+    )
     parser.add_argument("--train-eps", type=float, default=None, help="FGSM/PGD/HIRE training")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.25, 0.5])
     parser.add_argument("--certify-n", type=int, default=1000)
@@ -179,6 +183,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke run")
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     args = parser.parse_args(argv)
+    cifar = args.data == "cifar10"
+    if args.eps is None:  # the literature's radii: MNIST 0.1-0.3, CIFAR-10 2/255-8/255
+        args.eps = [2 / 255, 4 / 255, 8 / 255] if cifar else [0.1, 0.2, 0.3]
+    if args.train_eps is None:  # HoSNN: FGSM-AT at 2/255 on CIFAR-10
+        args.train_eps = 2 / 255 if cifar else 0.1
+    if args.hosnn_eps is None and cifar:
+        args.hosnn_eps = args.eps[-1]
     if args.quick:
         args.seeds = args.seeds[:1]
         args.epochs = 1
@@ -189,10 +200,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.certify_n = min(args.certify_n, 100)
         args.square = min(args.square, 20)
         args.eot = min(args.eot, 2)
-    if args.data == "cifar10" and args.train_eps is None:
-        args.train_eps = 8 / 255
-    if args.train_eps is None:
-        args.train_eps = 0.1
     if args.verdict_eps is None:
         args.verdict_eps = args.eps[0]
     if args.hosnn_eps is None:

@@ -375,6 +375,6 @@ def test_import_does_not_pull_in_sklearn_or_torchvision() -> None:
 
 
 def test_public_api() -> None:
-    assert data.__all__ == ["digits", "load"]
+    assert data.__all__ == ["digits", "load", "mnist5k"]
     for name in data.__all__:
         assert callable(getattr(data, name))
