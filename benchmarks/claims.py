@@ -182,6 +182,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke run")
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="re-render the table and plot of a finished (or partial) run's claims.json into "
+        "--out, without training; its settings replace the others",
+    )
     args = parser.parse_args(argv)
     cifar = args.data == "cifar10"
     if args.eps is None:  # the literature's radii: MNIST 0.1-0.3, CIFAR-10 2/255-8/255
@@ -509,8 +516,7 @@ def run_seed(
                 e: a["worst"] for e, a in published.protocol_accuracy("paper").items()
             }
         if name == "lif":  # Sharmin's black-box number: PGD crafted on the ReLU twin
-            entry["paper_white_box"] = entry["paper"]
-            entry["paper"] = {
+            entry["paper_transfer"] = {
                 e: transfer_accuracy(model, models["ann"], x, y, e, seed) for e in args.eps
             }
         if name.startswith("rsc-"):
@@ -568,7 +574,13 @@ def claim_rows(args: argparse.Namespace, seeds: dict[int, dict[str, Any]]) -> li
             row["eps"] = eps
             row["models"] = (rname, other)
             for protocol in ("paper", "adaptive"):
-                a = [seeds[s]["models"][rname][protocol][eps] for s in seeds]
+                # Sharmin's black-box claim: the SNN's paper number is the transfer attack
+                key = (
+                    "paper_transfer"
+                    if (cid, protocol) == ("sharmin-blackbox", "paper")
+                    else protocol
+                )
+                a = [seeds[s]["models"][rname][key][eps] for s in seeds]
                 b = [seeds[s]["models"][other][protocol][eps] for s in seeds]
                 m, se, present = effect([p - q for p, q in zip(a, b, strict=True)])
                 row[protocol] = {"robust": a, "other": b, "effect": m, "se": se, "present": present}
@@ -675,10 +687,11 @@ def render(args: argparse.Namespace, seeds: dict[int, dict[str, Any]], seconds: 
             cells += [pm([m["paper"][e] for m in ms]), pm([m["adaptive"][e] for m in ms])]
         cells.append(f"{statistics.fmean(seeds[s]['train_seconds'][name] for s in seeds):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    wall = "n/a (not recorded)" if math.isnan(seconds) else f"{seconds / 60:.1f} min"
+    threads = args.threads or getattr(args, "torch_threads", None) or "?"
     lines += [
         "",
-        f"Wall time: {seconds / 60:.1f} min; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device {args.device}.",
+        f"Wall time: {wall}; torch {torch.__version__}, {threads} threads, device {args.device}.",
     ]
     return "\n".join(lines)
 
@@ -760,8 +773,11 @@ def plot(args: argparse.Namespace, seeds: dict[int, dict[str, Any]], path: Path)
 # ----------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.from_json is not None:
+        return rerender(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.torch_threads = torch.get_num_threads()  # recorded for the table
     args.out.mkdir(parents=True, exist_ok=True)
 
     def log(text: str) -> None:
@@ -780,18 +796,60 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # rewrite the outputs after every seed, so an interrupted run leaves what it has
         table = render(args, seeds, time.perf_counter() - started)
         (args.out / "claims.md").write_text(table + "\n", encoding="utf-8")
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        (args.out / "claims.json").write_text(
-            json.dumps(
-                {"settings": settings, "seeds": seeds, "rows": claim_rows(args, seeds)},
-                indent=1,
-                default=str,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-        plot(args, seeds, args.out / "claims.png")
+        write(args, seeds, time.perf_counter() - started, table)
         log(f"seed {seed} done at {(time.perf_counter() - started) / 60:.1f} min; wrote {args.out}")
+    print(table)
+    return {"table": table, "rows": claim_rows(args, seeds), "seeds": seeds}
+
+
+def write(
+    args: argparse.Namespace, seeds: dict[int, dict[str, Any]], seconds: float, table: str
+) -> None:
+    """claims.md, claims.json and claims.png in ``args.out``."""
+    (args.out / "claims.md").write_text(table + "\n", encoding="utf-8")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    result = {
+        "settings": settings,
+        "seconds": seconds,
+        "seeds": seeds,
+        "rows": claim_rows(args, seeds),
+    }
+    text = json.dumps(result, indent=1, default=str)
+    (args.out / "claims.json").write_text(text + "\n", encoding="utf-8")
+    plot(args, seeds, args.out / "claims.png")
+
+
+def rerender(args: argparse.Namespace) -> dict[str, Any]:
+    """Rebuild the outputs of a run from its claims.json (JSON keys are strings: undone here)."""
+    saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+    out = args.out
+    for key, value in saved["settings"].items():
+        setattr(args, key, value)
+    args.out, args.from_json = out, None
+
+    def floats(d: dict[str, Any]) -> dict[float, Any]:
+        return {float(k): v for k, v in d.items()}
+
+    seeds: dict[int, dict[str, Any]] = {}
+    for seed, run in saved["seeds"].items():
+        for entry in run["models"].values():
+            if "paper_white_box" in entry:  # written before the transfer number had its own key
+                entry["paper_transfer"] = entry.pop("paper")
+                entry["paper"] = entry.pop("paper_white_box")
+            for key in (
+                "paper",
+                "adaptive",
+                "paper_full_gradient",
+                "paper_transfer",
+                "certified_l2",
+            ):
+                if key in entry:
+                    entry[key] = floats(entry[key])
+        seeds[int(seed)] = run
+    seconds = float(saved.get("seconds", math.nan))
+    table = render(args, seeds, seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write(args, seeds, seconds, table)
     print(table)
     return {"table": table, "rows": claim_rows(args, seeds), "seeds": seeds}
 
