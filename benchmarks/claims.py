@@ -54,8 +54,12 @@ Defaults: MNIST-5k (``rs.data.mnist5k``, 4,000 training and the first ``--num-te
 1,000 test images), an snnTorch MLP SNN 784-128-10 (``Leaky``, beta 0.9, T=8), Adam 2e-3,
 batch 128, 10 epochs, seeds 0 1 2. ``--quick`` (for the tests): 1 seed, 1 epoch, 500 training
 and 24 test images, eps 0.1 and 0.2, fewer attacks, n=100 for certification. ``--data
-cifar10`` loads CIFAR-10 through torchvision (``--root``, ``--download``) and uses a conv
-SNN; it has not been run on this project's CPU-only machines.
+cifar10`` loads CIFAR-10 through torchvision (``--root``, ``--download``; imported only
+then), uses a conv SNN (Conv 32-LIF-AvgPool-Conv 64-LIF-AvgPool-Linear 256-LIF-Linear 10)
+and the CIFAR radii: eps 2/255 4/255 8/255, training eps 2/255, HoSNN compared at 8/255.
+``--device cuda`` moves data and models to the GPU. The CIFAR-10 path is argument-complete
+but has not been run: this project's machines have no GPU, no network and a torchvision
+that cannot be imported.
 """
 
 from __future__ import annotations
