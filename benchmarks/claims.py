@@ -199,8 +199,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.eps = [2 / 255, 4 / 255, 8 / 255] if cifar else [0.1, 0.2, 0.3]
     if args.train_eps is None:  # HoSNN: FGSM-AT at 2/255 on CIFAR-10
         args.train_eps = 2 / 255 if cifar else 0.1
-    if args.hosnn_eps is None and cifar:
-        args.hosnn_eps = args.eps[-1]
     if args.quick:
         args.seeds = args.seeds[:1]
         args.epochs = 1
@@ -213,6 +211,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.eot = min(args.eot, 2)
     if args.verdict_eps is None:
         args.verdict_eps = args.eps[0]
+    if args.hosnn_eps is None and cifar:
+        args.hosnn_eps = args.eps[-1]
     if args.hosnn_eps is None:
         args.hosnn_eps = args.eps[1] if len(args.eps) > 1 else args.eps[0]
     for name in ("verdict_eps", "hosnn_eps"):
