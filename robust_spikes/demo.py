@@ -387,16 +387,10 @@ def _check_seeds(seeds: Any) -> list[int]:
     return values
 
 
-def _load(dataset: str, seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """``((train images, labels), (test images, labels))`` of the dataset's split for seed."""
-    if dataset == "digits":
-        train, test = data.digits("train", seed=seed), data.digits("test", seed=seed)
-        return (train.images, train.labels), (test.images, test.labels)
-    from robust_spikes._data import tensors
-
-    return tuple(  # type: ignore[return-value]
-        tensors(data.mnist5k(split, seed=seed), "data") for split in ("train", "test")
-    )
+def _load(dataset: str, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(train images, labels), (test images, labels)]`` of the dataset's split for seed."""
+    load = data.digits if dataset == "digits" else data.mnist5k
+    return [(d.images, d.labels) for d in (load(s, seed=seed) for s in ("train", "test"))]
 
 
 def _spread(values: list[float]) -> str:

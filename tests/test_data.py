@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from robust_spikes import data
+from robust_spikes.data import _digits, _load, _pairs
 
 N_DIGITS = 1797
 
@@ -126,7 +127,7 @@ def test_digits_deterministic_per_seed() -> None:
 
 def test_digits_determinism_does_not_depend_on_the_cache() -> None:
     before = data.digits("train", seed=11)
-    data._digits_split.cache_clear()
+    _digits._digits_split.cache_clear()
     after = data.digits("train", seed=11)
     assert torch.equal(before.images, after.images)
     assert torch.equal(before.labels, after.labels)
@@ -224,7 +225,7 @@ def test_load_cifar10_without_files(tmp_path: Path) -> None:
 def test_import_torchvision_error_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torchvision", None)
     with pytest.raises(ImportError) as info:
-        data._import_torchvision()
+        _load._import_torchvision()
     message = str(info.value)
     assert "pip install 'robust-spikes[vision]'" in message
     assert "robust_spikes.data.digits()" in message
@@ -243,7 +244,7 @@ def test_import_torchvision_wraps_non_import_errors(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr("builtins.__import__", broken_import)
     with pytest.raises(ImportError, match="torchvision::nms does not exist") as info:
-        data._import_torchvision()
+        _load._import_torchvision()
     assert isinstance(info.value.__cause__, RuntimeError)
     assert "robust-spikes[vision]" in str(info.value)
 
@@ -305,7 +306,7 @@ def test_load_dispatches_to_torchvision(
     name: str, class_name: str, train: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(data, "_import_torchvision", lambda: _fake_torchvision(calls))
+    monkeypatch.setattr(_load, "_import_torchvision", lambda: _fake_torchvision(calls))
 
     ds = data.load(name, tmp_path, train=train, download=True)
 
@@ -329,7 +330,7 @@ def test_load_passes_custom_transform_and_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(data, "_import_torchvision", lambda: _fake_torchvision(calls))
+    monkeypatch.setattr(_load, "_import_torchvision", lambda: _fake_torchvision(calls))
 
     def transform(x: Any) -> Any:
         return x
@@ -347,11 +348,11 @@ def test_load_checks_the_name_before_importing_torchvision(
     def fail() -> Any:
         raise AssertionError("torchvision must not be imported")
 
-    monkeypatch.setattr(data, "_import_torchvision", fail)
+    monkeypatch.setattr(_load, "_import_torchvision", fail)
     with pytest.raises(ValueError, match="valid names"):
         data.load("imagenet", tmp_path)
     loaded = data.load("digits", tmp_path)
-    assert isinstance(loaded, data._TensorPairs)
+    assert isinstance(loaded, _pairs.TensorPairs)
     assert len(loaded) == 1347
 
 
@@ -375,6 +376,7 @@ def test_import_does_not_pull_in_sklearn_or_torchvision() -> None:
 
 
 def test_public_api() -> None:
-    assert data.__all__ == ["digits", "load", "EventFrames", "event_dataset", "event_digits"]
+    names = ["EventFrames", "digits", "event_dataset", "event_digits", "load", "mnist5k"]
+    assert sorted(data.__all__) == names
     for name in data.__all__:
         assert callable(getattr(data, name))

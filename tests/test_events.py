@@ -79,7 +79,7 @@ def test_event_digits_closed_saccades_balance_on_and_off(event_test_set) -> None
     totals = event_test_set.frames.sum(1)
     assert torch.equal(totals[:, 0], totals[:, 1])
     # and a still scene (no saccade) or a blank image gives no event at all
-    from robust_spikes._events import _events_from_images
+    from robust_spikes.data._events import _events_from_images
 
     blank = _events_from_images(
         torch.zeros(2, 1, 8, 8), 3, size=12, amplitude=2.0, threshold=0.5, substeps=24

@@ -196,7 +196,7 @@ def event_digits(
             f"size must exceed 2 * ceil(amplitude) + 1 = {2 * math.ceil(amplitude) + 1} "
             f"(the digit needs room to move), got size={size}"
         )
-    from robust_spikes.data import digits  # lazily: data.py re-exports this module
+    from robust_spikes.data._digits import digits
 
     data = digits(split, seed=seed, test_fraction=test_fraction)
     frames = _events_from_images(
