@@ -188,6 +188,29 @@ def test_attacks_and_evaluate_run_on_frames() -> None:
     assert robust and all(value <= report.clean_accuracy for value in robust.values())
 
 
+@pytest.mark.parametrize("build", [snntorch_event_net, sj_event_net])
+def test_the_default_adaptive_protocol_runs_on_folded_frames(build) -> None:
+    """Every default member, the ANN twin (on the mean frame) and Square included."""
+    ds = rs.data.event_digits("test", num_steps=T, binary=True)
+    x, y = ds.frames[:4].flatten(1, 2), ds.labels[:4]  # [N, T * 2, H, W]
+    model = rs.SpikingClassifier(build(), num_steps=T, encoder=Frames(channels=2))
+    report = rs.evaluate(
+        model, (x, y), eps=0.1, square_queries=10, convergence_steps=None, progress=False
+    )
+    names = [m["name"] for m in report.settings["attacks"]["adaptive"]]
+    assert "PGD-20/ann" in names and "Square-10" in names
+    robust = report.robust_accuracy[0.1]
+    assert all(value <= report.clean_accuracy for value in robust.values())
+    net, frame = model.net, x.unflatten(1, (T, 2)).mean(1)  # the twin sees the mean frame
+    with model.gradient("ann"), torch.no_grad():
+        twin = model(x)
+        seq = build is sj_event_net  # multi-step layers take a length-1 sequence
+        h = net[1](net[0](frame.unsqueeze(0) if seq else frame))
+        expected = net[4](net[3](F.relu(h)))
+        expected = expected[0] if seq else expected
+    torch.testing.assert_close(twin, expected, rtol=0, atol=1e-6)
+
+
 # Attacks on frames: the 5-D layout for attacks that take any shape; folded 4-D frames
 # [N, T * C, H, W] with Frames(channels=C) for those that take images only (APGD,
 # AutoAttack, Square, DIFGSM, ...). TIFGSM and PIFGSM(PP) hard-code 3 colour channels.

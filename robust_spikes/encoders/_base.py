@@ -45,3 +45,12 @@ class Encoder(nn.Module):
         self, x: torch.Tensor, num_steps: int, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def expected_input(self, x: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """The time average of what the network sees per step, ``[N, ...]``, differentiable.
+
+        What a rate model of the network (the ANN twin of a transfer attack) takes: ``x``
+        itself for rate codes (direct input, Poisson and smoothing coding, whose expected
+        frame is ``x``); encoders whose frames differ from ``x`` override it.
+        """
+        return x

@@ -111,3 +111,7 @@ class Frames(Encoder):
         self, x: torch.Tensor, num_steps: int, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         return frames(x, num_steps, channels=self.channels)
+
+    def expected_input(self, x: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """The mean frame ``[N, ...]`` (``[N, C, H, W]`` for folded input)."""
+        return frames(x, num_steps, channels=self.channels).mean(0)

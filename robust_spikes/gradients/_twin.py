@@ -8,7 +8,8 @@ spiking network again.
 
 The twin runs the leaves of the network (an ``nn.Sequential``, nested ones allowed, of
 stateless layers and neurons) in order on the normalised input ``x``, ignoring the
-encoder (a rate encoder's expectation is ``x`` itself) and the readout:
+encoder's randomness and the readout: it takes the encoder's expected input (``x`` itself
+for rate codes; the mean frame of event frames, see ``Encoder.expected_input``):
 
 * every hidden neuron (adapters count as one) becomes ReLU of its input current;
 * a neuron that is the last layer becomes the identity, so the logits are the output
@@ -125,7 +126,9 @@ class ANNTwin(GradientMode):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The twin's logits ``[N, K]`` for the normalised input ``x``."""
-        h = x if self._graph is None else self._graph(x)
+        model = self.model
+        h = model.encoder.expected_input(x, model.num_steps)  # event frames: the mean frame
+        h = h if self._graph is None else self._graph(h)
         for module, role in self._layers:
             if role == "relu":
                 h = F.relu(h)
