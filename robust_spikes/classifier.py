@@ -11,10 +11,8 @@ autograd graph survives the call), encodes the input to ``[T, N, ...]``, runs th
 from __future__ import annotations
 
 import contextlib
-import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -22,6 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from robust_spikes._checks import check_images, check_num_steps, check_positive_int, check_range
+from robust_spikes._loops import (
+    TRAIN_DEPENDENT,
+    run_sequence,
+    run_steps,
+    run_time_batched,
+    time_batchable,
+)
+from robust_spikes._plan import Plan, discover
 from robust_spikes.encoders import Direct, Encoder
 from robust_spikes.frameworks import Host, detect
 
@@ -35,40 +41,6 @@ Readout = (
     | Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
 )
 _READOUTS = ("membrane", "count")
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """How to drive one network, found once per neuron layout (see ``_discover``).
-
-    kind: ``"step"`` calls ``net`` once per time step; ``"sequence"`` calls it once.
-    num_state: explicit state arguments per step (``net(x_t, *state) -> (*out, *state)``).
-    output: ``"neuron"`` the net returns the final neuron's output (spikes, or a tuple
-        whose first item is spikes and last the membrane); ``"value"`` a non-spiking
-        value (e.g. a final Linear), read as the membrane; ``"recording"`` a tutorial-style
-        ``[T, N, K]`` recording or a ``(spk_rec, mem_rec)`` tuple; ``"logits"`` ``[N, K]``
-        from a network that runs its time loop and averages over time itself
-        (SpikingJelly 2.0's model zoo).
-    static_input: a sequence-kind net takes the static ``[N, ...]`` image (snnTorch
-        tutorial style) rather than ``[T, N, ...]`` (SpikingJelly multi-step).
-    neurons: the spiking neurons (adapters count as one), the last being the output layer.
-    random: modules that draw from the classifier's generator (stochastic gates).
-    no_membrane: why the output neuron's membrane cannot be read, or ``None``.
-    """
-
-    key: tuple[Any, ...]
-    kind: Literal["step", "sequence"]
-    num_state: int
-    output: Literal["neuron", "value", "recording", "logits"]
-    static_input: bool
-    neurons: tuple[nn.Module, ...] = field(repr=False)
-    random: tuple[Any, ...] = field(repr=False)  # modules drawing from the generator
-    no_membrane: str | None = None
-
-    @property
-    def final(self) -> nn.Module:
-        """The last spiking neuron in ``net.modules()`` order (the output layer)."""
-        return self.neurons[-1]
 
 
 class SpikingClassifier(nn.Module):
@@ -196,8 +168,9 @@ class SpikingClassifier(nn.Module):
         self._host: Host = detect(net, framework)
         self._host.check_supported(self._host.neurons(net))
         self._check_declared_steps()
-        self._plan: _Plan | None = None
-        self._layers = _time_batchable(net, self._host)
+        self._plan: Plan | None = None
+        self._call_hook: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+        self._layers = time_batchable(net, self._host)
         if time_batched and self._layers is None:
             raise ValueError(
                 "time_batched=True needs a network that is an nn.Sequential (nested ones "
@@ -346,7 +319,7 @@ class SpikingClassifier(nn.Module):
         host, net = self._host, self.net
         neurons = host.neurons(net)
         plan = self._plan_for(neurons, x)
-        call = self.__dict__.get(GRADIENT_CALL)  # an active gradient mode's per-call hook
+        call = self._call_hook  # an active gradient mode's per-call hook
         if call is not None and (logits := call(x)) is not None:
             return logits  # a transfer model (the ANN twin) answered instead
         for m in plan.random:  # stochastic neurons draw from this classifier's generator
@@ -450,7 +423,7 @@ class SpikingClassifier(nn.Module):
         return seq
 
     def _run(
-        self, plan: _Plan, x: torch.Tensor, steps: int, *, eager: bool = False
+        self, plan: Plan, x: torch.Tensor, steps: int, *, eager: bool = False
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         seq = self._frames(x, steps)  # encoding (and its random draws) stays outside compile
         if plan.kind == "sequence":
@@ -470,7 +443,24 @@ class SpikingClassifier(nn.Module):
                 return self._compiled(run, plan, x, seq, steps)
         return run(plan, x, seq, steps)
 
-    def _use_time_batched(self, plan: _Plan, x: torch.Tensor) -> bool:
+    def _run_time_batched(
+        self, plan: Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        layers = self._layers or []
+        return run_time_batched(self._host, layers, plan, x, seq, num_steps, self._wants())
+
+    def _run_steps(
+        self, plan: Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        wants, carried = self._wants(), self._carried
+        return run_steps(self.net, self._host, plan, x, seq, num_steps, wants, carried)
+
+    def _run_sequence(
+        self, plan: Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return run_sequence(self.net, self._host, plan, x, seq, num_steps, self._wants())
+
+    def _use_time_batched(self, plan: Plan, x: torch.Tensor) -> bool:
         layers = self._layers
         if layers is None or plan.num_state or self.time_batched is False:
             return False
@@ -481,111 +471,7 @@ class SpikingClassifier(nn.Module):
         if self.time_batched is None and x.device.type == "cpu" and not hoists:
             return False
         # Batch statistics and dropout masks over [T*N] differ from per-step ones.
-        return not any(m.training and isinstance(m, _TRAIN_DEPENDENT) for m in layers)
-
-    def _run_time_batched(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Stateless layers once on ``[T*N, ...]``, only neurons looped over time.
-
-        Layers before the first neuron run once on ``[N, ...]`` for a static encoder.
-        Equal to :meth:`_run_steps` up to floating-point summation order.
-        """
-        host, neurons = self._host, plan.neurons
-        want_spikes, want_membrane = self._wants()
-        h = x if seq is None else seq
-        timed = seq is not None  # h is [T, N, ...]; else the static [N, ...]
-        spk_seq = mem_seq = None
-        for layer in self._layers or ():
-            if layer not in neurons:
-                h = layer(h.flatten(0, 1)).unflatten(0, (num_steps, -1)) if timed else layer(h)
-                continue
-            record = layer is plan.final and want_membrane and plan.no_membrane is None
-            spikes, membrane = [], []
-            for x_t in h.unbind(0) if timed else (h,) * num_steps:
-                spk, mem = _split(layer(x_t))
-                spikes.append(spk)
-                if record:
-                    membrane.append(mem if mem is not None else host.membrane(layer))
-            h, timed = torch.stack(spikes), True
-            if layer is plan.final:
-                spk_seq, mem_seq = h, torch.stack(membrane) if record else None
-        if plan.output == "value":  # layers after the output neuron: h is the output
-            return None, h
-        return (spk_seq if want_spikes else None), mem_seq
-
-    def _run_steps(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The plain time loop: one call of ``net`` per step (the default path)."""
-        net, host, final = self.net, self._host, plan.final
-        frames = (x,) * num_steps if seq is None else seq.unbind(0)
-        want_spikes, want_membrane = self._wants()
-        from_neuron = plan.output == "neuron"
-        spikes: list[torch.Tensor] = []
-        membrane: list[torch.Tensor] = []
-        carried = self._carried  # explicit state kept between the spans of _stream
-        state: tuple[Any, ...] = () if carried is None else tuple(carried)
-        if plan.num_state and not state:  # the first step: snnTorch's empty initial state
-            state = tuple(host.initial_state(x) for _ in range(plan.num_state))
-        for x_t in frames:
-            out = net(x_t, *state)
-            if plan.num_state:
-                out, state = out[: -plan.num_state], tuple(out[-plan.num_state :])
-                if len(out) == 1:
-                    out = out[0]
-            spk, mem = _split(out)
-            if from_neuron:
-                if want_spikes:
-                    spikes.append(spk)
-                if want_membrane and (mem is not None or plan.no_membrane is None):
-                    membrane.append(mem if mem is not None else host.membrane(final))
-            elif want_membrane:
-                membrane.append(spk)
-        if carried is not None:
-            carried[:] = state
-        return (
-            torch.stack(spikes) if spikes else None,
-            torch.stack(membrane) if membrane else None,
-        )
-
-    def _run_sequence(
-        self, plan: _Plan, x: torch.Tensor, seq: torch.Tensor | None, num_steps: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """One call of ``net`` on the whole sequence (SpikingJelly 'm', snnTorch tutorials)."""
-        if seq is None and not plan.static_input:
-            seq = x.unsqueeze(0).expand(num_steps, *x.shape)
-        inp = x if seq is None else seq
-        _, want_membrane = self._wants()
-        record = plan.output == "neuron" and want_membrane and plan.no_membrane is None
-        host, final = self._host, plan.final
-        if record:
-            previous = getattr(final, "store_v_seq", False)
-            host.record_membrane(final, True)
-        try:
-            out = self.net(inp)
-            mem_seq = host.membrane_sequence(final) if record else None
-        finally:
-            if record:
-                host.record_membrane(final, previous)
-        out = _as_recording(out)
-        spk, mem = (out[0], out[-1]) if isinstance(out, tuple) else (out, None)
-        if plan.output == "logits":
-            if not isinstance(spk, torch.Tensor) or spk.dim() != 2:
-                got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
-                raise ValueError(f"net returned {got}, expected logits [N, K] as on the probe")
-            return None, spk.unsqueeze(0)
-        if not isinstance(spk, torch.Tensor) or spk.dim() < 3 or spk.shape[0] != num_steps:
-            got = tuple(spk.shape) if isinstance(spk, torch.Tensor) else type(spk).__name__
-            raise ValueError(
-                f"net returned a recording of shape {got}, expected [num_steps={num_steps}, "
-                "N, K]: num_steps must match the number of steps the network runs"
-            )
-        if plan.output == "value":
-            return None, spk
-        if plan.output == "recording":
-            return spk, mem if mem is not None else spk
-        return spk, mem_seq if mem_seq is not None else mem
+        return not any(m.training and isinstance(m, TRAIN_DEPENDENT) for m in layers)
 
     @property
     def readout_used(self) -> Readout:
@@ -651,7 +537,7 @@ class SpikingClassifier(nn.Module):
         return logits
 
     # ------------------------------------------------------------------ discovery
-    def _plan_for(self, neurons: list[nn.Module], x: torch.Tensor) -> _Plan:
+    def _plan_for(self, neurons: list[nn.Module], x: torch.Tensor) -> Plan:
         mode = self._host.step_mode(self.net, neurons)
         key = (mode, *map(id, neurons))
         if self._plan is None or self._plan.key != key:
@@ -662,7 +548,8 @@ class SpikingClassifier(nn.Module):
                 )
             self._host.check_supported(neurons)
             self._check_declared_steps()
-            self._plan = self._discover(key, mode, neurons, x)
+            seq = self._frames(x.detach(), self.num_steps, torch.Generator().manual_seed(0))
+            self._plan = discover(self.net, self._host, key, mode, neurons, x, seq, self.num_steps)
         plan = self._plan
         if plan.static_input and not getattr(self.encoder, "is_static", False):
             raise ValueError(
@@ -681,164 +568,6 @@ class SpikingClassifier(nn.Module):
                     f"num_steps={self.num_steps}, but the network's {name} was built for "
                     f"T={steps} time steps; pass num_steps={steps} (or build the network "
                     f"with T={self.num_steps})"
-                )
-
-    @torch.no_grad()
-    def _discover(
-        self, key: tuple[Any, ...], mode: str, neurons: list[nn.Module], x: torch.Tensor
-    ) -> _Plan:
-        """Find how to drive the network by probing it on the caller's batch.
-
-        The probe runs the network the way ``mode`` suggests on the whole batch (a
-        network may hard-code its batch size), counts the calls of the output neuron (more
-        than one per call: the network loops over time itself), and reads the output's
-        shape: per-step ``[N, K]``, a ``[T, N, K]`` recording, or ``[N, K]`` logits that
-        the network averaged over time itself. With two or more samples it runs again on
-        the batch in reverse order: a sample's outputs must not depend on the others.
-        It runs with every module in eval mode (restored after), stochastic neurons on a
-        throwaway generator, and state reset before and after, so batch-norm statistics,
-        random streams and neuron state are left as they were.
-        """
-        net, host, final = self.net, self._host, neurons[-1]
-        num_state = 0
-        if mode == "unknown" and host.explicit_state(neurons):
-            num_state = _state_args(net, host.state_count(neurons))
-        seq = self._frames(x.detach(), self.num_steps, torch.Generator().manual_seed(0))
-        if mode == "sequence":
-            probe = (
-                seq if seq is not None else x.detach().unsqueeze(0).expand(self.num_steps, *x.shape)
-            )
-            batch_dim = 1
-        else:
-            probe = seq[0] if seq is not None else x.detach()
-            batch_dim = 0
-        initial = tuple(host.initial_state(x) for _ in range(num_state))
-        calls: list[Any] = []
-        handle = final.register_forward_hook(lambda _m, _i, out: calls.append(out))
-        modes = {m: m.training for m in net.modules()}
-        random: list[Any] = [m for m in net.modules() if getattr(m, "uses_generator", False)]
-        generators = [m.generator for m in random]
-        stateful = host.stateful(net)
-
-        def run(inp: torch.Tensor) -> Any:
-            for m in random:  # the probe must not consume anybody's random stream
-                m.generator = torch.Generator().manual_seed(0)
-            calls.clear()
-            host.reset(stateful)
-            out = net(inp, *initial)
-            if num_state:
-                if not isinstance(out, tuple) or len(out) <= num_state:
-                    got = f"{len(out)} values" if isinstance(out, tuple) else type(out).__name__
-                    raise ValueError(
-                        f"{type(net).__name__}.forward takes {num_state} state argument(s) "
-                        f"after the input, so it must return (*outputs, *{num_state} new "
-                        f"states), got {got}"
-                    )
-                out = out[:-num_state]
-                out = out[0] if len(out) == 1 else out
-            return out
-
-        net.eval()
-        devices = [probe.device] if probe.device.type == "cuda" else []
-        restore = contextlib.ExitStack()  # the global RNG, for nets that draw from it
-        restore.enter_context(torch.random.fork_rng(devices=devices))
-        try:
-            try:
-                out = run(probe)
-            except Exception as err:
-                err.add_note(
-                    f"(SpikingClassifier probed {type(net).__name__} with an input of shape "
-                    f"{tuple(probe.shape)} to find how to drive it: one step [N, ...] per call "
-                    "for step-wise networks, the static image once for networks that loop "
-                    "over time in their own forward, [num_steps, N, ...] for multi-step ones)"
-                )
-                raise
-            num_calls, last = len(calls), calls[-1] if calls else None
-            if probe.shape[batch_dim] > 1 and not random:
-                self._check_batch_independence(run, probe, out, batch_dim)
-        finally:
-            restore.close()
-            handle.remove()
-            host.reset(stateful)
-            for m, training in modes.items():
-                m.training = training
-            for m, generator in zip(random, generators, strict=True):
-                m.generator = generator
-        out = _as_recording(out)
-        first = out[0] if isinstance(out, tuple) else out
-        if not isinstance(first, torch.Tensor):
-            raise ValueError(
-                "net must return a tensor, a tuple of tensors or a list of per-step tensors, "
-                f"got {type(out).__name__}"
-            )
-        n, steps = x.shape[0], self.num_steps
-        last_first = last[0] if isinstance(last, tuple) else last
-        output: Literal["neuron", "value", "recording", "logits"]
-        output = "neuron" if out is last or first is last_first else "value"
-        if output == "neuron" and host.output_is_membrane(final):
-            output = "value"
-        kind: Literal["step", "sequence"] = "sequence" if mode == "sequence" else "step"
-        static = False
-        if mode == "sequence":
-            if first.dim() == 2 and first.shape[0] == n:
-                output = "logits"
-            elif not (first.dim() >= 3 and tuple(first.shape[:2]) == (steps, n)):
-                raise ValueError(
-                    f"{type(net).__name__} returned shape {tuple(first.shape)} for an input "
-                    f"of shape {tuple(probe.shape)}; expected a recording [num_steps={steps}, "
-                    f"N={n}, K] or logits [N={n}, K]"
-                )
-        elif num_calls > 1 and not num_state:  # the network loops over time itself
-            kind, static = "sequence", True
-            if first.dim() == 2 and first.shape[0] == n:
-                output = "logits"
-                if num_calls != steps:
-                    raise ValueError(
-                        f"{type(net).__name__} runs {num_calls} time steps per call (its output "
-                        f"neuron ran {num_calls} times), but num_steps={steps}; "
-                        f"num_steps must match: pass num_steps={num_calls}"
-                    )
-            else:
-                output = "recording"
-        no_membrane = host.no_membrane(final, mode == "sequence")
-        return _Plan(
-            key, kind, num_state, output, static, tuple(neurons), tuple(random), no_membrane
-        )
-
-    def _check_batch_independence(
-        self,
-        run: Callable[[torch.Tensor], Any],
-        probe: torch.Tensor,
-        out: Any,
-        batch_dim: int,
-    ) -> None:
-        """Raise if a sample's output changes when the rest of the batch is reordered."""
-        flipped = run(probe.flip(batch_dim))
-        n = probe.shape[batch_dim]
-        pairs = zip(_tensors(_as_recording(out)), _tensors(_as_recording(flipped)), strict=False)
-        for ta, tb in pairs:
-            # The batch dimension of an output: 1 for recordings [T, N, ...], else 0.
-            dim = 1 if ta.dim() >= 3 and ta.shape[1] == n else 0 if ta.shape[:1] == (n,) else None
-            if dim is None or ta.shape != tb.shape:
-                continue
-            tb = tb.flip(dim)
-            scale = float(ta.abs().max()) if ta.numel() else 0.0
-            if not torch.allclose(ta.float(), tb.float(), rtol=1e-4, atol=1e-4 * (1 + scale)):
-                diff = float((ta.float() - tb.float()).abs().max())
-                # A network drawing random numbers itself (from the global RNG) differs
-                # between two runs on the same batch: that is no evidence either way.
-                again = _tensors(_as_recording(run(probe)))
-                first = _tensors(_as_recording(out))
-                if any(not torch.equal(u, v) for u, v in zip(first, again, strict=False)):
-                    return
-                raise ValueError(
-                    f"{type(self.net).__name__}'s output for a sample depends on the other "
-                    f"samples of the batch (max difference {diff:.3g} between the batch "
-                    "and the same batch in reverse order, in eval mode with its state reset); "
-                    "the likely cause is a network that loops over x.size(0) as time, "
-                    "written for time-major [T, N, ...] input, fed a static batch [N, ...]: "
-                    "pass one step per call (SpikingClassifier loops over time), or "
-                    "batch-first event frames [N, T, ...] with encoder=rs.encoders.Frames()"
                 )
 
     # ------------------------------------------------------------------ gradients
@@ -897,89 +626,11 @@ class SpikingClassifier(nn.Module):
         return GradientContext(self, mode, surrogate)
 
 
-# Attribute through which an active gradient mode hears of each call (robust_spikes.gradients):
-# ``call(x)`` with the normalised input, after plan discovery and before the spiking run;
-# it starts the mode's per-call state and returns ``None``, or logits that replace the run.
-GRADIENT_CALL = "_gradient_call"
 _NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"
-_TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
-def _split(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(spikes, membrane or None)`` from a neuron's output: a tensor, or a tuple whose
-    first item is the spikes and last the membrane (snnTorch ``output=True``)."""
-    if isinstance(out, tuple):
-        return out[0], out[-1] if len(out) > 1 else None
-    return out, None
-
-
-def _call(run: Callable[..., Any], plan: _Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
+def _call(run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
     return run(plan, x, seq, steps)
-
-
-def _time_batchable(net: nn.Module, host: Host) -> list[nn.Module] | None:
-    """The layers of ``net`` in call order if the time-batched path can run it.
-
-    That is a (nested) ``nn.Sequential`` whose every leaf is a neuron or holds no state.
-    """
-    leaves = _sequential_leaves(net)
-    if leaves is None:
-        return None
-    neurons = set(map(id, host.neurons(net)))
-    for m in leaves:
-        if id(m) not in neurons and (host.neurons(m) or host.stateful(m)):
-            return None
-    return leaves
-
-
-def _sequential_leaves(net: nn.Module) -> list[nn.Module] | None:
-    """The modules of a (nested) ``nn.Sequential`` in call order, or ``None``."""
-    if not isinstance(net, nn.Sequential):
-        return None
-    leaves: list[nn.Module] = []
-    for m in net:
-        if isinstance(m, nn.Sequential):
-            inner = _sequential_leaves(m)
-            if inner is None:
-                return None
-            leaves += inner
-        else:
-            leaves.append(m)
-    return leaves
-
-
-def _state_args(net: nn.Module, neuron_states: int) -> int:
-    """Number of state arguments of ``net.forward(x, *state)`` (0 if only ``x``).
-
-    A bare neuron or a ``forward(x, *state)`` takes the state of all its neurons;
-    otherwise the positional parameters after ``x`` are the state, with or without
-    defaults.
-    """
-    params = inspect.signature(net.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return neuron_states
-    positional = [
-        p
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    return max(len(positional) - 1, 0)
-
-
-def _as_recording(out: Any) -> Any:
-    """A list of per-step tensors (SpikingJelly's ``NonSpikingBaseNode`` without a
-    ``decode``) stacked to ``[T, ...]``; anything else unchanged."""
-    if isinstance(out, list) and out and all(isinstance(t, torch.Tensor) for t in out):
-        return torch.stack(out)
-    return out
-
-
-def _tensors(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, tuple | list):
-        return [t for t in out if isinstance(t, torch.Tensor)]
-    return []
 
 
 def _check_normalize(normalize: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,13 +1,14 @@
 """Gradient modes: how an attack differentiates through a model's spikes.
 
-A mode changes the backward pass of a :class:`~robust_spikes.SpikingClassifier` for the
+A mode changes the backward pass of a :class:`~robust_spikes.Classifier` for the
 duration of a ``with`` block and nothing else: the forward pass, the state_dict and the
 train/eval modes stay the model's own. ``model.gradient(mode, ...)`` returns a
 :class:`GradientContext`; :data:`MODES` maps mode names to :class:`GradientMode`
 classes; the rate modes ``"bptr"`` and ``"rga"`` (``_rate.py``) and the ANN twin ``"ann"``
 (``_twin.py``, the one mode that replaces the forward pass) join it when the package is
-imported. Modes that need to hear of every classifier call set the classifier attribute
-``robust_spikes.classifier.GRADIENT_CALL`` on install and remove it on restore.
+imported. Modes that need to hear of every classifier call set the classifier's hook
+``_call_hook`` on install and clear it on restore; modes know the classifier only through
+the :class:`Classifier` protocol, so this package does not import the classifier.
 """
 
 from __future__ import annotations
@@ -15,16 +16,31 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from robust_spikes.frameworks import Host
 from robust_spikes.gradients._surrogates import PDSG, SpikeFunction, Surrogate, Tie
 
-if TYPE_CHECKING:
-    from robust_spikes.classifier import SpikingClassifier
+
+class Classifier(Protocol):
+    """What a gradient mode uses of a :class:`~robust_spikes.Classifier`."""
+
+    net: nn.Module
+    encoder: Any
+    num_steps: int
+    _host: Host
+    _use_compile: bool
+    # ``hook(x)`` hears of every call with the normalised input, after plan discovery and
+    # before the spiking run; it returns ``None``, or logits that replace the run.
+    _call_hook: Callable[[torch.Tensor], torch.Tensor | None] | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 __all__ = ["MODES", "GradientContext", "GradientMode", "SurrogateGradient"]
 
@@ -65,7 +81,7 @@ class GradientMode:
         True
     """
 
-    def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
+    def __init__(self, model: Classifier, surrogate: Surrogate | None = None) -> None:
         self.model = model
         self.surrogate = surrogate
 
@@ -109,7 +125,7 @@ class SurrogateGradient(GradientMode):
         False
     """
 
-    def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
+    def __init__(self, model: Classifier, surrogate: Surrogate | None = None) -> None:
         if surrogate is not None and not isinstance(surrogate, Surrogate):
             raise TypeError(
                 "surrogate must be a robust_spikes.gradients.Surrogate (e.g. "
@@ -154,7 +170,7 @@ class SurrogateGradient(GradientMode):
 class _PDSGGradient(SurrogateGradient):
     """BPTT with the potential-dependent surrogate :class:`PDSG` on every neuron."""
 
-    def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
+    def __init__(self, model: Classifier, surrogate: Surrogate | None = None) -> None:
         if surrogate is not None:
             raise ValueError(
                 f"mode 'pdsg' uses PDSG() as its surrogate, got surrogate={surrogate!r}; "
@@ -211,9 +227,7 @@ class GradientContext:
         (False, torch.Size([3, 4]))
     """
 
-    def __init__(
-        self, model: SpikingClassifier, mode: str, surrogate: Surrogate | None = None
-    ) -> None:
+    def __init__(self, model: Classifier, mode: str, surrogate: Surrogate | None = None) -> None:
         if not isinstance(mode, str) or mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         self.model = model
@@ -234,7 +248,7 @@ class GradientContext:
     def __repr__(self) -> str:
         return f"GradientContext(mode={self.mode!r}, surrogate={self.surrogate!r})"
 
-    def __enter__(self) -> SpikingClassifier:
+    def __enter__(self) -> Classifier:
         if self._locked:
             raise RuntimeError(f"{self!r} is already active; it cannot be entered twice")
         owners = list({id(o): o for o, _, _ in _slots(self.model)}.values())
@@ -292,7 +306,7 @@ class _Lock:
         return (_Lock, ())
 
 
-def _slots(model: SpikingClassifier) -> list[tuple[nn.Module, str, Tie]]:
+def _slots(model: Classifier) -> list[tuple[nn.Module, str, Tie]]:
     """``(owner, attribute, tie)`` of the spike function of every neuron of the model."""
     host = model._host
     return [host.spike_slot(m) for m in host.neurons(model.net)]

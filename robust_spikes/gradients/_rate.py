@@ -27,19 +27,15 @@ pools all its calls.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from robust_spikes.classifier import GRADIENT_CALL
 from robust_spikes.frameworks._base import adapter_base
-from robust_spikes.gradients._modes import MODES, GradientMode
+from robust_spikes.gradients._modes import MODES, Classifier, GradientMode
 from robust_spikes.gradients._surrogates import Surrogate
-
-if TYPE_CHECKING:
-    from robust_spikes.classifier import SpikingClassifier
 
 __all__ = ["BPTR", "RGA", "leak_and_scale", "rga_derivative"]
 
@@ -185,7 +181,7 @@ class _RateGradient(GradientMode):
     rga = False
     gamma = 0.2
 
-    def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
+    def __init__(self, model: Classifier, surrogate: Surrogate | None = None) -> None:
         if surrogate is not None:
             raise ValueError(
                 f"mode {self.name!r} takes no surrogate, got surrogate={surrogate!r}; for a "
@@ -202,7 +198,7 @@ class _RateGradient(GradientMode):
                 f"mode {self.name!r} does not run under compile=True (its hooks record "
                 "Python state per call); use a SpikingClassifier with compile=False"
             )
-        if GRADIENT_CALL in model.__dict__:
+        if model._call_hook is not None:
             raise RuntimeError(f"{type(model).__name__} already has an active gradient mode")
         host = model._host
         neurons = host.neurons(model.net)
@@ -212,10 +208,10 @@ class _RateGradient(GradientMode):
                 leak_and_scale(m)  # unsupported neurons fail here, before any change
         for m in neurons:
             self._handles.append(m.register_forward_hook(self._hook(m, sequence)))
-        model.__dict__[GRADIENT_CALL] = self._begin_call
+        model._call_hook = self._begin_call
 
     def restore(self) -> None:
-        self.model.__dict__.pop(GRADIENT_CALL, None)
+        self.model._call_hook = None
         while self._handles:
             self._handles.pop().remove()
         self._records = {}

@@ -34,19 +34,15 @@ train/eval modes.
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from robust_spikes.classifier import GRADIENT_CALL
-from robust_spikes.gradients._modes import MODES, GradientMode
+from robust_spikes._loops import time_batchable
+from robust_spikes.gradients._modes import MODES, Classifier, GradientMode
 from robust_spikes.gradients._surrogates import Surrogate
-
-if TYPE_CHECKING:
-    from robust_spikes.classifier import SpikingClassifier
 
 __all__ = ["ANNTwin"]
 
@@ -81,7 +77,7 @@ class ANNTwin(GradientMode):
         True
     """
 
-    def __init__(self, model: SpikingClassifier, surrogate: Surrogate | None = None) -> None:
+    def __init__(self, model: Classifier, surrogate: Surrogate | None = None) -> None:
         if surrogate is not None:
             raise ValueError(
                 f"mode 'ann' takes no surrogate, got surrogate={surrogate!r}; for a "
@@ -92,16 +88,14 @@ class ANNTwin(GradientMode):
         self._graph: torch.fx.GraphModule | None = None
 
     def install(self) -> None:
-        from robust_spikes.classifier import _time_batchable
-
         model = self.model
         host, net = model._host, model.net
-        leaves = _time_batchable(net, host)
+        leaves = time_batchable(net, host)
         if leaves is None and isinstance(net, torch.fx.GraphModule):
-            if GRADIENT_CALL in model.__dict__:
+            if model._call_hook is not None:
                 raise RuntimeError(f"{type(model).__name__} already has an active gradient mode")
             self._graph = _graph_twin(net, {id(m) for m in host.neurons(net)})
-            model.__dict__[GRADIENT_CALL] = self.forward
+            model._call_hook = self.forward
             return
         if leaves is None:
             raise ValueError(
@@ -109,7 +103,7 @@ class ANNTwin(GradientMode):
                 "stateless layers and neurons, got "
                 f"{type(net).__name__} with modules {[type(m).__name__ for m in net.children()]}"
             )
-        if GRADIENT_CALL in model.__dict__:
+        if model._call_hook is not None:
             raise RuntimeError(f"{type(model).__name__} already has an active gradient mode")
         neurons = {id(m) for m in host.neurons(net)}
         last = len(leaves) - 1
@@ -117,10 +111,10 @@ class ANNTwin(GradientMode):
             (m, ("identity" if i == last else "relu") if id(m) in neurons else "layer")
             for i, m in enumerate(leaves)
         ]
-        model.__dict__[GRADIENT_CALL] = self.forward
+        model._call_hook = self.forward
 
     def restore(self) -> None:
-        self.model.__dict__.pop(GRADIENT_CALL, None)
+        self.model._call_hook = None
         self._layers = []
         self._graph = None
 
