@@ -9,6 +9,7 @@ floating-point summation order). Each returns ``(spikes, membrane)`` of the outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,12 +20,19 @@ from robust_spikes.frameworks import Host
 
 __all__ = [
     "TRAIN_DEPENDENT",
+    "call_run",
     "run_sequence",
     "run_steps",
     "run_time_batched",
     "sequential_leaves",
     "time_batchable",
 ]
+
+
+def call_run(run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
+    """``run(plan, x, seq, steps)``: the one function the compiled path compiles."""
+    return run(plan, x, seq, steps)
+
 
 # Layers whose batch statistics or masks over [T*N] would differ from per-step ones.
 TRAIN_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)

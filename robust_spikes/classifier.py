@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_spikes._checks import check_images, check_num_steps, check_positive_int, check_range
+from robust_spikes._checks import check_num_steps, check_positive_int, check_range
+from robust_spikes._inputs import check_input, check_normalize, normalize
 from robust_spikes._loops import (
     TRAIN_DEPENDENT,
+    call_run,
     run_sequence,
     run_steps,
     run_time_batched,
@@ -184,7 +186,7 @@ class SpikingClassifier(nn.Module):
         self.register_buffer("_mean", None, persistent=False)
         self.register_buffer("_std", None, persistent=False)
         if normalize is not None:
-            self._mean, self._std = _check_normalize(normalize)
+            self._mean, self._std = check_normalize(normalize)
 
     @property
     def framework(self) -> str:
@@ -214,20 +216,16 @@ class SpikingClassifier(nn.Module):
     def train(self, mode: bool = True) -> SpikingClassifier:
         """Set train or eval mode; ``train()`` after ``eval()`` restores the modes ``eval()`` found.
 
-        torchattacks switches a model to eval for an attack and back with ``train()``
-        when it was training. A plain ``train()`` would switch every submodule to train,
-        including those the user froze in eval (batch norm layers, for instance); here
-        every module gets back exactly the mode it had when ``eval()`` was called, as long
-        as no module's mode was changed in between. Otherwise it is ``nn.Module.train``.
+        torchattacks switches a model to eval for an attack and back with ``train()``.
+        A plain ``train()`` would also unfreeze the modules a user froze in eval (batch
+        norm, for instance); here every module gets back the mode it had when ``eval()``
+        was called, unless a mode changed in between (then it is ``nn.Module.train``).
 
         Args:
             mode: ``True`` for training mode, ``False`` for eval mode.
 
         Returns:
             This classifier.
-
-        Shape:
-            no tensors.
 
         Example:
             >>> import snntorch as snn
@@ -313,9 +311,9 @@ class SpikingClassifier(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._check_input(x)
-        if self._std is not None:
-            x = self._normalize(x)
+        x = check_input(x, self.encoder, self.input_range)
+        if self._mean is not None and self._std is not None:
+            x = normalize(x, self._mean, self._std, self.encoder)
         host, net = self._host, self.net
         neurons = host.neurons(net)
         plan = self._plan_for(neurons, x)
@@ -355,9 +353,9 @@ class SpikingClassifier(nn.Module):
 
         def span(x: torch.Tensor, steps: int) -> torch.Tensor:
             steps = check_num_steps(steps)
-            x = self._check_input(x)
-            if self._std is not None:
-                x = self._normalize(x)
+            x = check_input(x, self.encoder, self.input_range)
+            if self._mean is not None and self._std is not None:
+                x = normalize(x, self._mean, self._std, self.encoder)
             plan = self._plan_for(host.neurons(net), x)
             if plan.output == "recording":
                 raise TypeError(
@@ -378,31 +376,6 @@ class SpikingClassifier(nn.Module):
         finally:
             self._carried = None
             host.reset(stateful)
-
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-channel normalisation; channels are dim 2 of batch-first frames."""
-        assert self._mean is not None and self._std is not None
-        if getattr(self.encoder, "sequence_input", False):
-            if getattr(self.encoder, "channels", None) is not None:
-                raise ValueError(
-                    "normalize is not supported with folded frames [N, T * C, H, W] "
-                    f"(encoder={self.encoder!r}); pass frames [N, T, C, H, W] with "
-                    "Frames(), or normalise the frames before the classifier"
-                )
-            mean, std = _channel_view(self._mean, x[:, 0]), _channel_view(self._std, x[:, 0])
-            return (x - mean.unsqueeze(1)) / std.unsqueeze(1)
-        return (x - _channel_view(self._mean, x)) / _channel_view(self._std, x)
-
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self.encoder, "sequence_input", False):
-            if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4, 5):
-                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(
-                    f"x must be batch-first frames [N, T, F] or [N, T, C, H, W] (encoder="
-                    f"{self.encoder!r}), got shape {got}"
-                )
-            return check_images(x, ndims=(x.dim(),), value_range=self.input_range)
-        return check_images(x, value_range=self.input_range)
 
     def _frames(
         self, x: torch.Tensor, steps: int, generator: torch.Generator | None = None
@@ -435,7 +408,7 @@ class SpikingClassifier(nn.Module):
         if self._use_compile and not eager:
             # One graph for all num_steps steps (forward and backward fused by inductor).
             if self._compiled is None:
-                self._compiled = torch.compile(_call)
+                self._compiled = torch.compile(call_run)
             with warnings.catch_warnings():
                 # dynamo probes ``.grad`` of non-leaf inputs (an encoded sequence, a
                 # normalised image) when it guards on them: torch's own noise.
@@ -477,11 +450,9 @@ class SpikingClassifier(nn.Module):
     def readout_used(self) -> Readout:
         """The readout in use: ``readout`` as given, or the framework's convention for it.
 
-        With ``readout=None`` a network whose last layer spikes is read the way its
-        framework's tutorials train it: the output membrane in snnTorch, the spike count
-        (the firing rate times ``num_steps``) in SpikingJelly; a network that ends in a
-        non-spiking layer, or returns its own recording, is read by that output's mean.
-        Known after the first call (``"membrane"`` before).
+        With ``readout=None``: the output membrane in snnTorch, the spike count in
+        SpikingJelly, the output's mean for a non-spiking last layer or a network's own
+        recording (see the class docs). Known after the first call.
         """
         if self.readout is not None:
             return self.readout
@@ -627,26 +598,3 @@ class SpikingClassifier(nn.Module):
 
 
 _NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"
-
-
-def _call(run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
-    return run(plan, x, seq, steps)
-
-
-def _check_normalize(normalize: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        mean, std = normalize
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
-    except (TypeError, ValueError):
-        raise ValueError(f"normalize must be None or (mean, std), got {normalize!r}") from None
-    if mean_t.numel() != std_t.numel() or not bool((std_t > 0).all()):
-        raise ValueError(
-            f"normalize must be (mean, std) of equal length with std > 0, got {normalize!r}"
-        )
-    return mean_t, std_t
-
-
-def _channel_view(stat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Broadcast a per-channel statistic over ``x`` of shape ``[N, C, ...]``."""
-    return stat.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
