@@ -93,8 +93,8 @@ class Recording(AdaptiveEnsemble):
 def test_escalation_runs_on_the_gap_samples_only_and_records_that_it_closed_the_gap() -> None:
     # mean 0.455: FGSM at eps/10 (0.01) already breaks it; 0.5: only the full-eps
     # transfer member (FGSM on the same model, named as a transfer attack) breaks it;
-    # 0.9: nothing within eps=0.1 can bring the mean below 0.45
-    x, y = constant([0.455, 0.5, 0.9, 0.5, 0.455])
+    # 0.9: nothing within eps=0.1 can bring the mean below 0.45; 0.3: wrong when clean
+    x, y = constant([0.455, 0.5, 0.9, 0.5, 0.455, 0.3])
     model = Mean()
     atk = Recording(
         model,
@@ -105,8 +105,8 @@ def test_escalation_runs_on_the_gap_samples_only_and_records_that_it_closed_the_
     )
     atk.calls = []
     atk(x, y)
-    assert atk.broken_by == ["FGSM/10", "Transfer-FGSM", None, "Transfer-FGSM", "FGSM/10"]
-    assert atk.escalated == [None, True, None, True, None]
+    assert atk.broken_by == ["FGSM/10", "Transfer-FGSM", None, "Transfer-FGSM", "FGSM/10", "clean"]
+    assert atk.escalated == [None, True, None, True, None, None]
     # the first escalation attack broke both, so it was the only one to run, on them only
     assert [(name, salt) for name, salt, _ in atk.calls] == [("PGD-10", "#0")]
     torch.testing.assert_close(atk.calls[0][2], x[[1, 3]])

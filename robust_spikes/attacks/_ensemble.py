@@ -363,7 +363,8 @@ class AdaptiveEnsemble(Attack):
         kinds = {m.name: member_kind(m) for m in self.members}
         if self.escalate_steps is None or "white-box" not in kinds.values():
             return out
-        gap = [i for i, b in enumerate(broken) if b is not None and kinds.get(b, "") != "white-box"]
+        outside = ("transfer", "black-box")
+        gap = [i for i, b in enumerate(broken) if b is not None and kinds.get(b) in outside]
         if not gap:
             return out
         start = time.perf_counter()
