@@ -362,3 +362,14 @@ def test_readout_check_skips_models_without_another_readout() -> None:
     report = rs.evaluate(Mean(), (x, y), eps=[0], protocol="paper", sanity_eps=0, progress=False)
     assert [r["other_readout"] for r in report.records] == [None, None]
     assert "readout-mismatch" in MASKING_CODES and "undeclared-randomness" in MASKING_CODES
+
+
+def test_default_members_run_every_white_box_member_before_transfer_and_query_ones() -> None:
+    from robust_spikes.attacks import default_members
+    from robust_spikes.attacks._ensemble import member_kind
+
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True)
+    )
+    kinds = [member_kind(m) for m in default_members(rs.SpikingClassifier(net, 4))]
+    assert kinds == ["white-box"] * 11 + ["transfer", "black-box"]
