@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,9 +138,10 @@ def exact_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
 
 # ---------------------------------------------------------------------- the run
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, name: str
 ) -> rs.evaluation.RobustnessReport:
-    return rs.evaluate(
+    start = time.process_time()
+    report = rs.evaluate(
         model,
         (x, y),
         eps=EPS,
@@ -150,6 +152,9 @@ def evaluate(
         num_samples=None,
         progress=False,
     )
+    codes = ", ".join(sorted({f["code"] for f in report.flags})) or "-"
+    print(f"{name}: {time.process_time() - start:.0f} s CPU; {codes}", file=sys.stderr, flush=True)
+    return report
 
 
 def main() -> None:
@@ -179,7 +184,7 @@ def main() -> None:
             torch.manual_seed(seed)
             model = rs.SpikingClassifier(build(), NUM_STEPS)
             train(model, args.epochs, seed)
-            report = evaluate(model, x, y, args)
+            report = evaluate(model, x, y, args, f"{name} {seed}")
             fired.setdefault("linear SNN (no masking)", []).append(
                 {f["code"] for f in report.flags}
             )
@@ -208,7 +213,7 @@ def main() -> None:
                 model = rs.SpikingClassifier(net, NUM_STEPS, readout=saturated)
             else:
                 model = rs.SpikingClassifier(nn.Sequential(InputMask(kind), net), NUM_STEPS)
-            report = evaluate(model, x, y, args)
+            report = evaluate(model, x, y, args, f"{kind} {seed}")
             fired.setdefault(kind, []).append({f["code"] for f in report.flags})
             black = [f["message"] for f in report.flags if f["code"] == "black-box-beats-white-box"]
             if black:
@@ -222,7 +227,8 @@ def main() -> None:
     spec.loader.exec_module(make)
     sj = make.build()
     sj.load_state_dict(torch.load(make.PATH, weights_only=True))
-    report = evaluate(rs.SpikingClassifier(sj.eval(), make.T, readout="membrane"), x, y, args)
+    misread = rs.SpikingClassifier(sj.eval(), make.T, readout="membrane")
+    report = evaluate(misread, x, y, args, "misread readout")
     fired["misread readout"] = [{f["code"] for f in report.flags}]
 
     columns = list(fired)
