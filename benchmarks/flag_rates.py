@@ -18,7 +18,7 @@ frozen rate-trained SpikingJelly network of ``tests/data`` read with ``readout="
 Prints, per flag, the false-positive rate (fires on a linear SNN) and the rate on each
 kind of masking model (a true positive where the flag is meant to catch that kind).
 
-    python benchmarks/flag_rates.py [--seeds 3] [--num-test 48] [--square-queries 500]
+    python benchmarks/flag_rates.py [--seeds 2] [--num-test 32] [--square-queries 300]
 """
 
 from __future__ import annotations
@@ -159,13 +159,13 @@ def evaluate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--num-test", type=int, default=48)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--num-test", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--square-queries", type=int, default=500)
-    parser.add_argument("--convergence-steps", type=int, default=50)
-    parser.add_argument("--escalation-steps", type=int, default=50)
-    parser.add_argument("--eot", type=int, default=5)
+    parser.add_argument("--square-queries", type=int, default=300)
+    parser.add_argument("--convergence-steps", type=int, default=30)
+    parser.add_argument("--escalation-steps", type=int, default=20)
+    parser.add_argument("--eot", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(2)
     test = rs.data.digits("test")
