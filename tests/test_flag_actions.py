@@ -373,3 +373,11 @@ def test_default_members_run_every_white_box_member_before_transfer_and_query_on
     )
     kinds = [member_kind(m) for m in default_members(rs.SpikingClassifier(net, 4))]
     assert kinds == ["white-box"] * 11 + ["transfer", "black-box"]
+
+
+def test_black_box_message_with_escalation_settings_but_records_without_outcomes() -> None:
+    broken = ["Square-5000"] * 3 + [None] * 7
+    flags = masking_flags(_records(broken, ["absent"] * 10), _settings(ESCALATION))  # type: ignore[list-item]
+    message = flags[0]["message"]
+    assert "Square-5000 alone broke 3 of 10 samples" in message
+    assert "escalated white-box" not in message and "gradient is usable" not in message

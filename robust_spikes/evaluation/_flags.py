@@ -168,7 +168,7 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
     kinds = {m["name"]: m["kind"] for m in _members(settings, "adaptive")}
     need = _at_least(THRESHOLDS["black_box_share"], n)
     escalation = settings.get("escalation")
-    parts, closed, masked = [], 0, 0
+    parts, masked, unknown = [], 0, False
     for eps in settings["eps"]:
         gap = [
             e
@@ -191,7 +191,7 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
         outcomes = [e.get("escalated") for e in gap]
         if escalation is not None and all(o is not None for o in outcomes):
             hit = sum(o is True for o in outcomes)
-            closed, masked = closed + hit, masked + len(gap) - hit
+            masked += len(gap) - hit
             attack = (
                 f"PGD-{escalation['steps']} x {escalation['restarts']} restarts, "
                 f"{escalation['surrogates']} surrogate{'s' if escalation['surrogates'] > 1 else ''}"
@@ -206,10 +206,12 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
                     f"{len(gap) - hit} resisted it too (masked gradient)"
                 )
             part += f"; the escalated white-box attack ({attack}) broke {verdict}"
+        else:
+            unknown = True
         parts.append(part)
     if not parts:
         return []
-    if escalation is None:
+    if escalation is None or unknown:
         meaning = (
             "An attack that sees no gradient of this model should be weaker than one that "
             "does; when it is stronger, the gradient attacks stopped short or the model's "
