@@ -30,6 +30,7 @@ def codes(report: rs.evaluation.RobustnessReport) -> set[str]:
 def run(model: nn.Module, eps: list[float], attacks: list[str] | None, **kwargs) -> set[str]:
     kwargs.setdefault("convergence_steps", None)
     kwargs.setdefault("sanity_eps", 0)
+    kwargs.setdefault("escalation_steps", 20)
     report = rs.evaluate(
         model, data(), eps=eps, attacks=attacks, progress=False, square_queries=200, **kwargs
     )

@@ -5,6 +5,12 @@ case over many gradient variants per base attack plus a query attack on the true
 forward pass; AutoAttack (Croce & Hein, ICML 2020) runs its members cheap-first and
 passes on only the samples still classified correctly. This module combines the two
 for :class:`~robust_spikes.SpikingClassifier` models.
+
+When a transfer or query member breaks samples that every white-box member missed (a
+sign of gradient masking or of white-box attacks that stopped short, Athalye et al.,
+ICML 2018; Carlini et al. 2019), the ensemble escalates its white-box attack on those
+samples only: longer PGD with restarts through more surrogates of the catalogue, and
+records for each whether it fell, so a report can say which of the two it was.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from robust_spikes._checks import check_positive_int
 __all__ = ["AdaptiveEnsemble", "Member", "default_members"]
 
 Norm = Literal["Linf", "L2"]
+ESCALATE_RESTARTS = 3  # random restarts of each escalation attack (default)
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,15 @@ def _square(queries: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
 
 
 def default_members(model: Any, *, norm: Norm = "Linf", square_queries: int = 5000) -> list[Member]:
-    """The default members, cheapest first.
+    """The default members: white-box ones cheapest first, then transfer and query.
 
     FGSM and PGD-20 through the model's own surrogate; PGD-20 through four catalogue
-    surrogates and every extra gradient mode available (``pdsg``, ``bptr``, ``rga``,
-    ``ann``); APGD-CE and APGD-DLR (scale invariant, so saturated logits do not mask
-    it); Square on the true forward pass (no gradient at all, so encoders without a
-    gradient do not mask it).
+    surrogates and the extra gradient modes ``pdsg``, ``bptr``, ``rga``; APGD-CE and
+    APGD-DLR (scale invariant, so saturated logits do not mask it); then PGD-20 through
+    the ANN twin (``ann``, a transfer attack) and Square on the true forward pass (no
+    gradient at all, so encoders without a gradient do not mask it). Every white-box
+    member comes before the transfer and query members, so a sample those break was
+    missed by every white-box member.
 
     Args:
         model: the classifier the members will attack.
@@ -142,14 +151,64 @@ def default_members(model: Any, *, norm: Norm = "Linf", square_queries: int = 50
         (StraightThrough(), "straight-through"),
     ):
         members.append(Member(f"PGD-20/{label}", _pgd(20, norm), "bptt", surrogate))
-    for mode in ("pdsg", "bptr", "rga", "ann"):
+    for mode in ("pdsg", "bptr", "rga"):
         if mode in MODES:
             members.append(Member(f"PGD-20/{mode}", _pgd(20, norm), mode))
     members.append(Member("APGD-CE", _apgd("ce", 20, norm)))
     members.append(Member("APGD-DLR", _apgd("dlr", 20, norm)))
+    if "ann" in MODES:  # a transfer member: after every white-box one
+        members.append(Member("PGD-20/ann", _pgd(20, norm), "ann"))
     if square_queries > 0:
         members.append(Member(f"Square-{square_queries}", _square(square_queries, norm)))
     return members
+
+
+def member_kind(member: Member) -> str:
+    """``"white-box"``, ``"transfer"`` (the ANN twin, Transfer) or ``"black-box"`` (queries)."""
+    if member.mode == "ann" or member.name.startswith("Transfer"):
+        return "transfer"
+    if member.name.startswith("Square"):
+        return "black-box"
+    return "white-box"
+
+
+def escalation_members(model: Any, norm: Norm, steps: int) -> list[Member]:
+    """PGD-``steps`` through the model's own gradient and, for a model with gradient
+    modes, five more catalogue surrogates (other widths than the default members')."""
+    from robust_spikes.gradients import ExponentialD, Rectangular, Triangle
+
+    members = [Member(f"PGD-{steps}", _pgd(steps, norm))]
+    if callable(getattr(model, "gradient", None)):
+        for surrogate, label in (
+            (Triangle(gamma=0.5), "triangle(0.5)"),
+            (Triangle(gamma=2.0), "triangle(2)"),
+            (Rectangular(gamma=0.5), "rectangular(0.5)"),
+            (Rectangular(gamma=2.0), "rectangular(2)"),
+            (ExponentialD(gamma=1.0), "exponential-d(1)"),
+        ):
+            members.append(Member(f"PGD-{steps}/{label}", _pgd(steps, norm), "bptt", surrogate))
+    return members
+
+
+def predict_classes(
+    model: nn.Module, x: torch.Tensor, samples: int, stochastic: bool
+) -> torch.Tensor:
+    """The model's class predictions: one pass, or a majority vote over ``samples`` passes
+    (``model.predict`` where it has one) for a stochastic model."""
+    with torch.no_grad():
+        if not stochastic:
+            return model(x).argmax(1)
+        predict = getattr(model, "predict", None)
+        if callable(predict):
+            return predict(x, num_samples=samples)
+        logits = model(x)
+        votes = torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1])
+        probs = logits.softmax(1)
+        for _ in range(samples - 1):
+            logits = model(x)
+            votes += torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1])
+            probs += logits.softmax(1)
+        return (votes + 0.5 * probs / samples).argmax(1)  # probs < 1 only break ties
 
 
 class AdaptiveEnsemble(Attack):
@@ -159,14 +218,25 @@ class AdaptiveEnsemble(Attack):
     (``cascade=True``, AutoAttack's scheme), so the ensemble costs a small multiple of
     one PGD run on a non-robust model; with ``cascade=False`` every member sees every
     sample. Gradient members run inside ``model.gradient(mode, surrogate=...)``; success
-    is always judged on the true model outside any gradient mode. When
-    ``model.is_stochastic``, gradient members average ``eot`` gradient samples per step
-    (EOT, Athalye et al. 2018) and success is judged by a majority vote over
+    is always judged on the true model outside any gradient mode. When the model is
+    stochastic (``model.is_stochastic``, or ``stochastic=True`` for a model that draws
+    noise without declaring it), gradient members average ``eot`` gradient samples per
+    step (EOT, Athalye et al. 2018) and success is judged by a majority vote over
     ``predict_samples`` forward passes.
+
+    Escalation: when transfer or query members (the ANN twin, Square) break samples that
+    the white-box members missed, PGD with ``escalate_steps`` steps and
+    ``escalate_restarts`` random restarts, through the model's own gradient and five
+    more catalogue surrogates, attacks those samples only, before the call returns. The
+    returned examples and :attr:`broken_by` do not change (those samples are broken
+    either way); :attr:`escalated` says, per sample, whether the escalated white-box
+    attack broke it too (``True``: the default white-box members stopped short;
+    ``False``: even the escalated gradient attack fails there, a sign of gradient
+    masking; ``None``: not escalated).
 
     After a call, :attr:`broken_by` holds, per sample, the name of the member that
     broke it (``None``: robust, or misclassified before any attack: ``"clean"``), and
-    :attr:`seconds` the wall time of each member that ran.
+    :attr:`seconds` the wall time of each member that ran (``"escalation"`` included).
 
     Args:
         model: a :class:`~robust_spikes.SpikingClassifier`.
@@ -178,6 +248,10 @@ class AdaptiveEnsemble(Attack):
         cascade: attack only the samples still classified correctly.
         seed: with each member's name, seeds the member and the model's generator.
         square_queries: queries of the Square member in the default members.
+        stochastic: treat the model as stochastic (EOT, votes); ``None`` (default) asks
+            ``model.is_stochastic``.
+        escalate_steps: PGD steps of the escalation, or ``None`` for no escalation.
+        escalate_restarts: random restarts of each escalation attack.
 
     Shape:
         images ``[N, C, H, W]`` in [0, 1], labels ``[N]``; returns ``[N, C, H, W]``.
@@ -187,10 +261,11 @@ class AdaptiveEnsemble(Attack):
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
         ...                     snn.Leaky(beta=0.9, init_hidden=True, output=True))
         >>> from robust_spikes import SpikingClassifier
-        >>> atk = AdaptiveEnsemble(SpikingClassifier(net, 4), eps=8 / 255, square_queries=10)
+        >>> atk = AdaptiveEnsemble(SpikingClassifier(net, 4), eps=8 / 255, square_queries=10,
+        ...                        escalate_steps=10)
         >>> x_adv = atk(torch.rand(4, 1, 8, 8), torch.arange(4))
-        >>> len(atk.broken_by)
-        4
+        >>> len(atk.broken_by), len(atk.escalated)
+        (4, 4)
     """
 
     def __init__(
@@ -205,15 +280,25 @@ class AdaptiveEnsemble(Attack):
         cascade: bool = True,
         seed: int = 0,
         square_queries: int = 5000,
+        stochastic: bool | None = None,
+        escalate_steps: int | None = 200,
+        escalate_restarts: int = ESCALATE_RESTARTS,
     ) -> None:
         super().__init__("AdaptiveEnsemble", model)
         if norm not in ("Linf", "L2"):
             raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
         if not (isinstance(eps, int | float) and eps > 0):
             raise ValueError(f"eps must be a positive number, got {eps!r}")
+        if stochastic is not None and not isinstance(stochastic, bool):
+            raise ValueError(f"stochastic must be True, False or None, got {stochastic!r}")
         self.eps, self.norm, self.cascade, self.seed = float(eps), norm, cascade, int(seed)
         self.eot = check_positive_int("eot", eot)
         self.predict_samples = check_positive_int("predict_samples", predict_samples)
+        self.stochastic = stochastic
+        if escalate_steps is not None:
+            escalate_steps = check_positive_int("escalate_steps", escalate_steps)
+        self.escalate_steps = escalate_steps
+        self.escalate_restarts = check_positive_int("escalate_restarts", escalate_restarts)
         self.members = list(
             members
             if members is not None
@@ -222,16 +307,18 @@ class AdaptiveEnsemble(Attack):
         if not self.members:
             raise ValueError("members must hold at least one Member, got an empty sequence")
         self.broken_by: list[str | None] = []
+        self.escalated: list[bool | None] = []
         self.seconds: dict[str, float] = {}
 
+    @property
+    def is_stochastic(self) -> bool:
+        """Whether the attacked model is treated as stochastic (EOT and votes)."""
+        if self.stochastic is not None:
+            return self.stochastic
+        return bool(getattr(self.model, "is_stochastic", False))
+
     def _correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        model: Any = self.model
-        with torch.no_grad():
-            if getattr(model, "is_stochastic", False):
-                pred = model.predict(x, num_samples=self.predict_samples)
-            else:
-                pred = model(x).argmax(1)
-        return pred == y
+        return predict_classes(self.model, x, self.predict_samples, self.is_stochastic) == y
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Run the members; the model's generator state is restored afterwards."""
@@ -244,9 +331,7 @@ class AdaptiveEnsemble(Attack):
                 generator.set_state(state)  # type: ignore[union-attr]
 
     def _cascade(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        model: Any = self.model
-        stochastic = bool(getattr(model, "is_stochastic", False))
-        eot = self.eot if stochastic else 1
+        eot = self.eot if self.is_stochastic else 1
         x, y = images.clone().detach(), labels.clone().detach()
         x_adv = x.clone()
         self.seconds = {}
@@ -267,13 +352,47 @@ class AdaptiveEnsemble(Attack):
                     x_adv[i] = candidate[j]
             alive = torch.tensor([b is None for b in broken], device=alive.device)
         self.broken_by = broken
+        self.escalated = self._escalate(x, y, broken, eot)
         return x_adv
 
-    def _run(self, member: Member, x: torch.Tensor, y: torch.Tensor, eot: int) -> torch.Tensor:
+    def _escalate(
+        self, x: torch.Tensor, y: torch.Tensor, broken: list[str | None], eot: int
+    ) -> list[bool | None]:
+        """Escalated white-box attacks on the samples only transfer/query members broke."""
+        out: list[bool | None] = [None] * len(broken)
+        kinds = {m.name: member_kind(m) for m in self.members}
+        if self.escalate_steps is None or "white-box" not in kinds.values():
+            return out
+        outside = ("transfer", "black-box")
+        gap = [i for i, b in enumerate(broken) if b is not None and kinds.get(b) in outside]
+        if not gap:
+            return out
+        start = time.perf_counter()
+        alive = torch.tensor(gap, device=y.device)
+        for restart in range(self.escalate_restarts):
+            for member in escalation_members(self.model, self.norm, self.escalate_steps):
+                if alive.numel() == 0:
+                    break
+                candidate = self._run(member, x[alive], y[alive], eot, f"#{restart}")
+                with torch.random.fork_rng(devices=[]):
+                    fooled = ~self._correct(candidate, y[alive])
+                for j, i in enumerate(alive.tolist()):
+                    if fooled[j]:
+                        out[i] = True
+                alive = alive[~fooled]
+        for i in gap:
+            if out[i] is None:
+                out[i] = False
+        self.seconds["escalation"] = time.perf_counter() - start
+        return out
+
+    def _run(
+        self, member: Member, x: torch.Tensor, y: torch.Tensor, eot: int, salt: str = ""
+    ) -> torch.Tensor:
         """One member on ``x``; seeded by (seed, member name), so a member gives the same
         result inside the ensemble as alone (with ``cascade=False``)."""
         model: Any = self.model
-        seed = self.seed + zlib.crc32(member.name.encode())
+        seed = self.seed + zlib.crc32((member.name + salt).encode())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = getattr(model, "generator", None)

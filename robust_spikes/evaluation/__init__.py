@@ -16,11 +16,11 @@ Constants (plain values, documented here because they cannot carry a docstring):
   2018; Carlini et al. 2019).
 
 Shape:
-    no tensors: ``MASKING_CODES`` is a tuple of 7 ``str``.
+    no tensors: ``MASKING_CODES`` is a tuple of 9 ``str``.
 
 Example:
     >>> len(MASKING_CODES), MASKING_CODES[0]
-    (7, 'non-monotone')
+    (9, 'non-monotone')
     >>> "stochastic-without-eot" in MASKING_CODES
     True
 """

@@ -33,7 +33,7 @@ from torch import nn
 from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
 from robust_spikes._random import mixed_seed
-from robust_spikes.evaluation import _certify, _distributed, _fingerprint, _records
+from robust_spikes.evaluation import _certify, _distributed, _fingerprint, _records, _sanity
 from robust_spikes.evaluation._report import RobustnessReport
 
 __all__ = ["PROTOCOLS", "evaluate"]
@@ -51,11 +51,9 @@ _CERTIFY_RADII = {"l2": [0.0, 0.25, 0.5, 0.75, 1.0], "l1": [0.0, 0.1, 0.2, 0.3, 
 # ------------------------------------------------------------------------------- members
 def _member_kind(member: Any) -> str:
     """``"white-box"``, ``"transfer"`` (the ANN twin, Transfer) or ``"black-box"`` (queries)."""
-    if member.mode == "ann" or member.name.startswith("Transfer"):
-        return "transfer"
-    if member.name.startswith("Square"):
-        return "black-box"
-    return "white-box"
+    from robust_spikes.attacks._ensemble import member_kind
+
+    return member_kind(member)
 
 
 def _pgd_member(name: str, steps: int, alpha_steps: int, norm: str, mode: str | None = None) -> Any:
@@ -228,6 +226,7 @@ class _Chunk:
 
     def __init__(self, run: _Run, start: int, x: torch.Tensor, y: torch.Tensor) -> None:
         self.run, self.start, self.x, self.y = run, start, x, y
+        self.escalated: dict[float, list[bool | None]] = {}  # adaptive eps -> per sample
 
     def seed(self, tag: str) -> int:
         return mixed_seed("evaluate", self.run.seed, self.start, tag)
@@ -242,13 +241,9 @@ class _Chunk:
 
     def correct(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         """What AdaptiveEnsemble judges: a vote over ``samples`` passes if stochastic."""
-        model: Any = self.run.model
-        with torch.no_grad():
-            if self.run.stochastic:
-                pred = model.predict(x, num_samples=samples)
-            else:
-                pred = model(x).argmax(1)
-        return pred
+        from robust_spikes.attacks._ensemble import predict_classes
+
+        return predict_classes(self.run.model, x, samples, self.run.stochastic)
 
     def records(self) -> list[dict[str, Any]]:
         run, x, y = self.run, self.x, self.y
@@ -258,6 +253,8 @@ class _Chunk:
         spikes = _spike_counts(run.model, x)
         self.reseed("gradient")
         grads = _gradient_norms(run.model, x, y)
+        self.reseed("clean")
+        other = _sanity.other_readout(run.model, x, lambda: self.correct(x, run.num_samples))
         # One accuracy definition for both protocols: a stochastic model's prediction is
         # the vote over ``num_samples`` passes, clean and under every attack.
         results: dict[str, dict[str, Any]] = {p: {} for p in run.protocols}
@@ -285,8 +282,10 @@ class _Chunk:
                     "sanity": sanity[j],
                     "results": {p: {k: v[j] for k, v in results[p].items()} for p in results},
                     "certified": certified[j],
+                    "other_readout": other[j],
                 }
             )
+        _sanity.add_escalation(out, self.escalated)
         return out
 
     def certified(self) -> list[dict[str, Any] | None]:
@@ -320,9 +319,13 @@ class _Chunk:
             predict_samples=samples or run.num_samples,
             cascade=True,
             seed=self.seed(tag),
+            stochastic=run.stochastic,
+            escalate_steps=run.escalation_steps if members is run.adaptive else None,
         )
         self.reseed("clean")  # the same clean judgement for every radius and attack
         x_adv = attack(self.x, self.y)
+        if members is run.adaptive:
+            self.escalated[eps] = list(attack.escalated)
         return list(attack.broken_by), x_adv
 
     def attack(self, protocol: str, eps: float) -> list[dict[str, Any]]:
@@ -451,6 +454,8 @@ class _Run:
             self.certify_settings = _certify_settings(model, self.certify, self.seed)
         self.paper = _paper_members(self.norm)
         self.adaptive: list[Any] = attacks
+        escalation = settings.get("escalation")
+        self.escalation_steps: int | None = None if escalation is None else escalation["steps"]
         self.sanity = [_pgd_member(f"PGD-{_SANITY_STEPS}", _SANITY_STEPS, _SANITY_STEPS, self.norm)]
 
 
@@ -472,6 +477,7 @@ def evaluate(
     sanity_eps: float | None = None,
     certify: Mapping[str, Any] | None = None,
     progress: bool = True,
+    escalation_steps: int | None = 200,
 ) -> RobustnessReport:
     """Clean and robust accuracy of ``model`` on ``data``, with checks for gradient masking.
 
@@ -554,6 +560,12 @@ def evaluate(
             for ``"l2"``, ``[0, 0.1, 0.2, 0.3, 0.4]`` for ``"l1"``; other radii on resume
             only change the summary). ``None`` (default) skips it.
         progress: show a progress bar on stderr (rank 0 only).
+        escalation_steps: steps of the escalated PGD (3 restarts, the model's own
+            gradient and five more surrogates) that the adaptive ensemble runs on the
+            samples only transfer or query members broke, or ``None`` to skip it (see
+            :class:`~robust_spikes.attacks.AdaptiveEnsemble`). Its outcome is recorded
+            per sample (``"escalated"``) and stated by the ``black-box-beats-white-box``
+            flag.
 
     Returns:
         A :class:`~robust_spikes.evaluation.RobustnessReport`.
@@ -600,8 +612,12 @@ def evaluate(
                 f"{convergence_steps!r}"
             )
         convergence_steps = convergence_steps or None
+    if escalation_steps is not None:
+        escalation_steps = check_positive_int("escalation_steps", escalation_steps)
     x_all, y_all = _as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
+    undeclared = None if stochastic else _sanity.undeclared_randomness(model, x_all, seed)
+    stochastic = stochastic or undeclared is not None
     if num_samples is None:
         num_samples = 10 if stochastic else 1
     num_samples = check_positive_int("num_samples", num_samples)
@@ -654,6 +670,8 @@ def evaluate(
         "certify": certification,
         "convergence": check,
         "num_data": len(y_all),
+        "undeclared_randomness": undeclared,
+        "escalation": _sanity.escalation_settings(model, norm, escalation_steps, adaptive),
         "attacks": {
             "paper": [_describe(m) for m in _paper_members(norm)] if "paper" in protocols else [],
             # the paper attacks last: they count for the samples no adaptive member broke

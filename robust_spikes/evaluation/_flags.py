@@ -7,12 +7,19 @@ et al., "On evaluating adversarial robustness" (2019), as listed in the evaluati
 * ``non-monotone``: robust accuracy rises with eps;
 * ``no-zero-at-large-eps``: a gradient attack at a large eps leaves accuracy well above 0;
 * ``black-box-beats-white-box``: a transfer or query attack breaks samples that every
-  white-box gradient attack failed on;
+  white-box gradient attack failed on; the message says how many, by which attack, at
+  which eps, and how many of them the escalated white-box attack also broke;
 * ``zero-gradients``: the input gradient is zero or non-finite for many samples;
 * ``gradient-modes-disagree``: another surrogate or gradient mode breaks far more
   samples than the model's own gradient;
 * ``not-converged``: a PGD run with more steps still lowers accuracy;
-* ``stochastic-without-eot``: a stochastic model whose reported numbers used no EOT.
+* ``stochastic-without-eot``: a stochastic model whose reported numbers used no EOT;
+* ``undeclared-randomness``: the model is random although ``is_stochastic`` is false (it
+  was then evaluated as a stochastic model);
+* ``readout-mismatch``: clean accuracy near chance, or far below what the other built-in
+  readout of a :class:`~robust_spikes.SpikingClassifier` gives on the same samples.
+
+Every message states the magnitude (samples, attack, eps) and ends with what to try.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ CODES = (
     "gradient-modes-disagree",
     "not-converged",
     "stochastic-without-eot",
+    "undeclared-randomness",
+    "readout-mismatch",
 )
 
 THRESHOLDS: dict[str, float] = {
@@ -47,6 +56,8 @@ THRESHOLDS: dict[str, float] = {
     "modes_share": 0.10,
     # share of samples the longer PGD run breaks after every other member
     "not_converged_share": 0.03,
+    # share of samples the other readout gets right beyond this one (net of the reverse)
+    "readout_gain": 0.2,
 }
 
 
@@ -90,6 +101,8 @@ def masking_flags(
     flags += _modes(records, settings)
     flags += _not_converged(records, settings)
     flags += _stochastic(settings)
+    flags += _undeclared(settings)
+    flags += _readout(records)
     return flags
 
 
@@ -151,28 +164,83 @@ def _members(settings: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
 def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, str]]:
     if "adaptive" not in settings["protocols"]:
         return []
-    n, out = len(records), []
+    n = len(records)
     kinds = {m["name"]: m["kind"] for m in _members(settings, "adaptive")}
     need = _at_least(THRESHOLDS["black_box_share"], n)
+    escalation = settings.get("escalation")
+    parts, masked, unknown = [], 0, False
     for eps in settings["eps"]:
-        broken = [e["broken_by"] for e in _entries(records, "adaptive", repr(eps))]
-        by = [b for b in broken if b is not None and kinds.get(b) in ("transfer", "black-box")]
-        if len(by) >= need:
-            names = ", ".join(sorted(set(by)))
-            out.append(
-                _flag(
-                    "black-box-beats-white-box",
-                    f"adaptive, eps={eps:.4g}: {len(by)} of {n} samples ({_pct(len(by) / n)}) "
-                    f"survived every white-box gradient attack but were broken by {names}. "
-                    "An attack that sees no gradient of this model should be weaker than "
-                    "one that does; when it is stronger, the model's gradient misleads the "
-                    "attacker (gradient masking). The worst case above already counts these "
-                    "samples. Try: compare gradient modes (model.gradient) to find the one "
-                    "that fails, and check the zero-gradients flag.",
-                )
+        gap = [
+            e
+            for e in _entries(records, "adaptive", repr(eps))
+            if e["broken_by"] is not None and kinds.get(e["broken_by"]) in ("transfer", "black-box")
+        ]
+        if len(gap) < need:
+            continue
+        names = sorted({e["broken_by"] for e in gap})
+        counts = [sum(e["broken_by"] == name for e in gap) for name in names]
+        by = (
+            names[0]
+            if len(names) == 1
+            else " and ".join(f"{name} ({c})" for name, c in zip(names, counts, strict=True))
+        )
+        part = (
+            f"at eps={eps:.4g}, {by} alone broke {len(gap)} of {n} samples "
+            f"({_pct(len(gap) / n)}) that every white-box member missed"
+        )
+        outcomes = [e.get("escalated") for e in gap]
+        if escalation is not None and all(o is not None for o in outcomes):
+            hit = sum(o is True for o in outcomes)
+            masked += len(gap) - hit
+            attack = (
+                f"PGD-{escalation['steps']} x {escalation['restarts']} restarts, "
+                f"{escalation['surrogates']} surrogate{'s' if escalation['surrogates'] > 1 else ''}"
             )
-            break
-    return out
+            if hit == len(gap):
+                verdict = "all of them: the default white-box members stopped short"
+            elif hit == 0:
+                verdict = "none of them: the gradient is masked"
+            else:
+                verdict = (
+                    f"{hit} of them (the default white-box members stopped short there); "
+                    f"{len(gap) - hit} resisted it too (masked gradient)"
+                )
+            part += f"; the escalated white-box attack ({attack}) broke {verdict}"
+        else:
+            unknown = True
+        parts.append(part)
+    if not parts:
+        return []
+    if escalation is None or unknown:
+        meaning = (
+            "An attack that sees no gradient of this model should be weaker than one that "
+            "does; when it is stronger, the gradient attacks stopped short or the model's "
+            "gradient misleads them (gradient masking). Try: escalation_steps=200 to tell "
+            "the two apart, compare gradient modes (model.gradient), check zero-gradients."
+        )
+    elif masked == 0:
+        meaning = (
+            "The gradient is usable, but the default white-box attacks are too short or too "
+            "few for this model: numbers from gradient attacks alone (the paper protocol) "
+            "overstate robustness. Try: more PGD steps and restarts (convergence_steps), "
+            "and report the adaptive worst case."
+        )
+    else:
+        meaning = (
+            f"On {masked} sample(s) even the escalated gradient attack fails where a "
+            "gradient-free attack succeeds: the model's gradient misleads the attacker "
+            "(gradient masking), so no gradient-based number is trustworthy for it. Try: "
+            "find the component without a useful gradient (encoder, rounding, saturated "
+            "logits; see zero-gradients and model.gradient modes), a straight-through "
+            "replacement for it, and query attacks with a larger budget."
+        )
+    return [
+        _flag(
+            "black-box-beats-white-box",
+            f"adaptive: {'; '.join(parts)}. The worst case above already counts these "
+            f"samples. {meaning}",
+        )
+    ]
 
 
 def _zero_gradients(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
@@ -257,13 +325,73 @@ def _stochastic(settings: dict[str, Any]) -> list[dict[str, str]]:
     adaptive = "adaptive" in settings["protocols"] and settings.get("eot", 1) > 1
     if adaptive:
         return []
+    where = (
+        "the paper protocol (1 gradient sample per step, 1 prediction pass)"
+        if "adaptive" not in settings["protocols"]
+        else f"the adaptive protocol with eot={settings.get('eot', 1)}"
+    )
     return [
         _flag(
             "stochastic-without-eot",
             "the model is stochastic (a random encoder or stochastic neurons), but no reported "
-            "attack averaged its gradient over random draws (EOT): each attack step saw one "
-            "random draw, a noisy gradient that overstates robustness (the paper protocol "
-            "does this). Try: protocol='adaptive' (or 'both') with eot >= 10, and report "
-            "the number of prediction samples.",
+            f"attack averaged its gradient over random draws (EOT): {where}. Each attack step "
+            "saw one random draw, a noisy gradient that overstates robustness. Try: "
+            "protocol='adaptive' (or 'both') with eot >= 10, and report the number of "
+            "prediction samples.",
+        )
+    ]
+
+
+def _undeclared(settings: dict[str, Any]) -> list[dict[str, str]]:
+    probe = settings.get("undeclared_randomness")
+    if not probe:
+        return []
+    return [
+        _flag(
+            "undeclared-randomness",
+            f"two calls on the same {probe['samples']} samples (eval mode, two global RNG "
+            f"states) gave different logits for {probe['differed']} of them, although "
+            "model.is_stochastic is False: the model draws noise it does not declare "
+            "(torch.randn/rand in forward, snntorch.spikegen.rate inside the network). "
+            "One random draw per prediction and per attack step overstates robustness, so "
+            f"this evaluation treated it as stochastic: EOT with {settings.get('eot', 1)} "
+            f"gradient samples per step and a vote over {settings.get('prediction_samples')} "
+            "passes per prediction. Try: move the noise into a robust_spikes encoder (e.g. "
+            "rs.encoders.Poisson) or a module with is_stochastic = True drawing from the "
+            "classifier's generator, so that it is seeded and declared.",
+        )
+    ]
+
+
+def _readout(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    others = [r.get("other_readout") for r in records]
+    n = len(records)
+    if any(o is None for o in others):
+        return []
+    other = others[0]["readout"]  # type: ignore[index]
+    own = "count" if other == "membrane" else "membrane"
+    ok = [r["correct"] for r in records]
+    alt = [o["prediction"] == r["label"] for o, r in zip(others, records, strict=True)]  # type: ignore[index]
+    gain = sum(a and not b for a, b in zip(alt, ok, strict=True))
+    loss = sum(b and not a for a, b in zip(alt, ok, strict=True))
+    classes = 1 + max(max(r["label"], r["prediction"]) for r in records)
+    chance = 1.0 / max(2, classes)
+    acc, acc_alt = sum(ok) / n, sum(alt) / n
+    # McNemar: the other readout wins on clearly more of the samples where the two differ
+    clear = gain - loss >= max(3.0, 3 * math.sqrt(gain + loss))
+    far_below = clear and gain - loss >= _at_least(THRESHOLDS["readout_gain"], n)
+    near_chance = n >= 20 and acc <= chance + 2 * math.sqrt(chance * (1 - chance) / n)
+    if not (far_below or (near_chance and clear)):
+        return []
+    what = "is far below" if far_below else "is near chance and below"
+    return [
+        _flag(
+            "readout-mismatch",
+            f"clean accuracy with readout={own!r} is {_pct(acc)} on {n} samples, which {what} "
+            f"the {_pct(acc_alt)} that readout={other!r} gives on the same samples (chance: "
+            f"{_pct(chance)} for {classes} classes). The readout probably does not match how "
+            "the network was trained (SpikingJelly's tutorials train on the output firing "
+            "rate, which readout='count' reads), so every robust accuracy here measures a "
+            f"misread model. Try: SpikingClassifier(..., readout={other!r}) and evaluate again.",
         )
     ]
