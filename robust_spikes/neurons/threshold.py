@@ -286,11 +286,16 @@ def record_signature(
             f"model contains no ThresholdAdaptation neurons, got {type(model).__name__}; "
             "adapt it first: rs.adapt(net, 'ta-lif')"
         )
+    batches = list(_data.image_batches(loader, "loader", batch_size=_SIGNATURE_BATCH))
     try:
-        for a in adapters:
-            a.start_recording(kind)
         with kept_modes(model, eval=True), torch.no_grad():
-            for x in _data.image_batches(loader, "loader", batch_size=_SIGNATURE_BATCH):
+            for a in adapters:
+                a.start_recording(kind)
+            if batches:  # a first call probes how to drive the network: not recorded
+                model(batches[0])
+                for a in adapters:
+                    a.start_recording(kind)
+            for x in batches:
                 model(x)
         for a in adapters:
             a.stop_recording()
