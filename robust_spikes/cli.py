@@ -384,6 +384,14 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="steps of the PGD convergence check, 0 to skip (default: %(default)s)",
     )
+    group.add_argument(
+        "--escalation-steps",
+        type=_nonnegative_int,
+        default=200,
+        metavar="S",
+        help="steps of the white-box PGD run on samples only transfer or query attacks "
+        "broke, 0 to skip (default: %(default)s)",
+    )
     cert = parser.add_argument_group("certification (optional)")
     cert.add_argument(
         "--certify-sigma",
@@ -434,6 +442,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             eot=args.eot,
             square_queries=args.square_queries,
             convergence_steps=args.convergence_steps,
+            escalation_steps=args.escalation_steps,
             certify=None if sigma is None else certify,
             progress=args.progress,
         )

@@ -73,6 +73,7 @@ def test_cli_defaults_are_the_api_defaults() -> None:
     for name in ("protocol", "norm", "seed", "batch_size", "eot", "square_queries"):
         assert cli[name] == api[name].default, name
     assert cli["convergence_steps"] == api["convergence_steps"].default
+    assert cli["escalation_steps"] == api["escalation_steps"].default
     assert cli["num_samples"] is api["num_samples"].default is None
     api = inspect.signature(rs.certify).parameters
     cli = _defaults("certify", "--sigma", "0.25")

@@ -167,6 +167,15 @@ def _check_eps(eps: Any, norm: str) -> list[float]:
     return out
 
 
+def _steps_or_none(name: str, steps: Any) -> int | None:
+    """A step count of an optional check: 0 or None skip it (as the CLI's 0 does)."""
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0 or None skips it), got {steps!r}")
+    return steps or None
+
+
 def _as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, labels)`` of ``data`` in any form of the one data contract (``_data``)."""
     x, y = _data.tensors(data, "data")
@@ -562,7 +571,7 @@ def evaluate(
         progress: show a progress bar on stderr (rank 0 only).
         escalation_steps: steps of the escalated PGD (3 restarts, the model's own
             gradient and five more surrogates) that the adaptive ensemble runs on the
-            samples only transfer or query members broke, or ``None`` to skip it (see
+            samples only transfer or query members broke; ``0`` or ``None`` skips it (see
             :class:`~robust_spikes.attacks.AdaptiveEnsemble`). Its outcome is recorded
             per sample (``"escalated"``) and stated by the ``black-box-beats-white-box``
             flag.
@@ -604,16 +613,8 @@ def evaluate(
     batch_size = check_positive_int("batch_size", batch_size)
     eot = check_positive_int("eot", eot)
     square_queries = check_positive_int("square_queries", square_queries)
-    if convergence_steps is not None:  # 0 skips the check, as None does (and as the CLI)
-        bad = isinstance(convergence_steps, bool) or not isinstance(convergence_steps, int)
-        if bad or convergence_steps < 0:
-            raise ValueError(
-                "convergence_steps must be an int >= 0 (0 or None skips the check), got "
-                f"{convergence_steps!r}"
-            )
-        convergence_steps = convergence_steps or None
-    if escalation_steps is not None:
-        escalation_steps = check_positive_int("escalation_steps", escalation_steps)
+    convergence_steps = _steps_or_none("convergence_steps", convergence_steps)
+    escalation_steps = _steps_or_none("escalation_steps", escalation_steps)
     x_all, y_all = _as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
     undeclared = None if stochastic else _sanity.undeclared_randomness(model, x_all, seed)
