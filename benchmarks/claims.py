@@ -40,11 +40,12 @@ verdict is "holds" when it is present under the adaptive protocol, "holds only u
 attack" when present under the paper protocol only, "does not hold here" otherwise.
 
 Protocols: paper = the literature's FGSM and PGD-7 (step 0.01, random start) through the
-model's own gradient, one random draw (``rs.evaluate``); adaptive = a reduced ensemble,
-per-sample worst case of FGSM, PGD-20 (own gradient), PGD-20 through the triangle surrogate,
-PGD-20 through the ANN twin (where available), APGD-DLR and Square (``--square`` queries);
-EOT 10 and a 10-pass vote for stochastic models; no convergence or large-eps check. The
-full default ensemble (13 members, Square-5000) is left out to fit the CPU budget.
+model's own gradient, one gradient sample per step (``rs.evaluate``); adaptive = a reduced
+ensemble, per-sample worst case of FGSM, PGD-20 (own gradient), PGD-20 through the triangle
+surrogate, PGD-20 through the ANN twin (where available), APGD-DLR and Square (``--square``
+queries), and the paper attacks; EOT 10 for stochastic models; no convergence or large-eps
+check. A stochastic model's prediction is a 10-pass vote in both protocols. The full default
+ensemble (13 members, Square-5000) is left out to fit the CPU budget.
 
     python benchmarks/claims.py [--out claims-out] [--seeds 0 1 2] [--epochs 10]
         [--num-test 200] [--eps 0.1 0.2 0.3] [--quick]
@@ -664,10 +665,11 @@ def render(args: argparse.Namespace, seeds: dict[int, dict[str, Any]], seconds: 
         "present under neither.",
         "",
         "Protocols: paper = FGSM and PGD-7 (step 0.01, random start) through the model's own "
-        "gradient, one random draw (for Sharmin's black-box row: PGD-20 crafted on the ReLU "
-        "twin; for HoSNN: through the published gradient); adaptive = per-sample worst case "
-        f"of {_ensemble_text(args)}"
-        f"; EOT {args.eot} and a 10-pass vote for stochastic models (Poisson, RSC). "
+        "gradient, one gradient sample per step (for Sharmin's black-box row: PGD-20 crafted "
+        "on the ReLU twin; for HoSNN: through the published gradient); adaptive = per-sample "
+        f"worst case of {_ensemble_text(args)} and the paper attacks"
+        f"; EOT {args.eot} for stochastic models (Poisson, RSC), whose every prediction is a "
+        "10-pass vote in both protocols. "
         "A reduced ensemble, chosen to fit the CPU budget; no convergence or large-eps check.",
         "",
         "Per model (clean, then paper / adaptive robust accuracy per eps, mean ± sd):",
