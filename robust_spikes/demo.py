@@ -288,9 +288,9 @@ def run_demo(
 
     require("snntorch", "robust_spikes.demo")
     require("torchattacks", "robust_spikes.demo")
-    from robust_spikes.evaluation._evaluate import _check_eps
+    from robust_spikes.evaluation._settings import check_eps
 
-    _check_eps(list(eps), "Linf")  # fail before training
+    check_eps(list(eps), "Linf")  # fail before training
     seeds = _check_seeds(seeds)
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")

@@ -27,445 +27,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from robust_spikes import _data
 from robust_spikes._checks import check_positive_int
-from robust_spikes._random import mixed_seed
-from robust_spikes.evaluation import _certify, _distributed, _fingerprint, _records, _sanity
+from robust_spikes.evaluation import _distributed, _fingerprint, _records, _sanity
+from robust_spikes.evaluation._chunk import Chunk, Run
 from robust_spikes.evaluation._report import RobustnessReport
+from robust_spikes.evaluation._settings import (
+    NORMS,
+    as_data,
+    check_certify,
+    check_eps,
+    steps_or_none,
+)
 
 __all__ = ["PROTOCOLS", "evaluate"]
 
 Protocol = Literal["adaptive", "paper", "both"]
 PROTOCOLS = ("adaptive", "paper", "both")
-_NORMS = ("Linf", "L2")
-_PAPER_STEPS = 7
-_PAPER_STEP_SIZE = 0.01
-_SANITY_STEPS = 20
-_CERTIFY_KEYS = ("sigma", "n0", "n", "alpha", "norm", "batch_size", "radii")
-_CERTIFY_RADII = {"l2": [0.0, 0.25, 0.5, 0.75, 1.0], "l1": [0.0, 0.1, 0.2, 0.3, 0.4]}
-
-
-# ------------------------------------------------------------------------------- members
-def _member_kind(member: Any) -> str:
-    """``"white-box"``, ``"transfer"`` (the ANN twin, Transfer) or ``"black-box"`` (queries)."""
-    from robust_spikes.attacks._ensemble import member_kind
-
-    return member_kind(member)
-
-
-def _pgd_member(name: str, steps: int, alpha_steps: int, norm: str, mode: str | None = None) -> Any:
-    """A PGD member with ``steps`` steps of size ``2.5 * eps / alpha_steps`` (EOT aware)."""
-    import torchattacks
-
-    from robust_spikes.attacks import Member
-
-    def build(model: nn.Module, eps: float, eot: int) -> Any:
-        alpha = 2.5 * eps / alpha_steps
-        if norm == "L2":
-            return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps)
-        if eot > 1:
-            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot)
-        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-
-    return Member(name, build, mode)
-
-
-def _paper_members(norm: str) -> list[Any]:
-    """The literature's protocol: FGSM and PGD-7 (step 0.01, random start), own surrogate."""
-    import torchattacks
-
-    from robust_spikes.attacks import Member
-
-    def pgd(model: nn.Module, eps: float, eot: int) -> Any:
-        if norm == "L2":
-            return torchattacks.PGDL2(model, eps=eps, alpha=eps / 4, steps=_PAPER_STEPS)
-        return torchattacks.PGD(
-            model, eps=eps, alpha=_PAPER_STEP_SIZE, steps=_PAPER_STEPS, random_start=True
-        )
-
-    def fgsm(model: nn.Module, eps: float, eot: int) -> Any:
-        return torchattacks.FGSM(model, eps=eps)
-
-    members = [Member("FGSM", fgsm)] if norm == "Linf" else []
-    return [*members, Member(f"PGD-{_PAPER_STEPS}", pgd)]
-
-
-def _adaptive_members(
-    model: nn.Module, attacks: Any, norm: str, square_queries: int, convergence_steps: int | None
-) -> tuple[list[Any], str | None]:
-    """White-box members first (in the given order), the convergence check, then transfer
-    and black-box members; and the convergence member's name."""
-    from robust_spikes.attacks import Member, default_members
-
-    every = default_members(model, norm=norm, square_queries=square_queries)  # type: ignore[arg-type]
-    if attacks is None:
-        chosen = every
-    else:
-        if isinstance(attacks, str | Member) or not isinstance(attacks, Sequence):
-            raise TypeError(
-                "attacks must be a sequence of robust_spikes.attacks.Member or member names, "
-                f"got {attacks!r}"
-            )
-        by_name = {m.name: m for m in every}
-        chosen = []
-        for item in attacks:
-            if isinstance(item, Member):
-                chosen.append(item)
-            elif isinstance(item, str) and item in by_name:
-                chosen.append(by_name[item])
-            elif isinstance(item, str) and (queries := _square_queries(item)) is not None:
-                square = default_members(model, norm=norm, square_queries=queries)  # type: ignore[arg-type]
-                chosen += [m for m in square if m.name == item]
-            else:
-                raise ValueError(
-                    f"attacks: unknown member {item!r}; give a Member, one of "
-                    f"{sorted(by_name)} or Square-N (N queries, N >= 1)"
-                )
-        if not chosen:
-            raise ValueError("attacks must hold at least one member, got an empty sequence")
-    names = [m.name for m in chosen]
-    if len(set(names)) != len(names):
-        raise ValueError(f"attacks: member names must be unique, got {names}")
-    white = [m for m in chosen if _member_kind(m) == "white-box"]
-    rest = [m for m in chosen if _member_kind(m) == "transfer"]
-    rest += [m for m in chosen if _member_kind(m) == "black-box"]
-    check = None
-    if convergence_steps is not None:
-        check = f"PGD-{convergence_steps}"
-        if check in names:
-            check += "/convergence"
-        white.append(_pgd_member(check, convergence_steps, 20, norm))
-    return white + rest, check
-
-
-def _square_queries(name: str) -> int | None:
-    """``N`` of a member name ``Square-N`` (N a positive int written plainly), else None."""
-    prefix, _, count = name.partition("-")
-    if prefix != "Square" or not count.isdigit() or count != str(int(count)) or int(count) < 1:
-        return None
-    return int(count)
-
-
-# ------------------------------------------------------------------------------ checks
-def _check_eps(eps: Any, norm: str) -> list[float]:
-    values = [eps] if isinstance(eps, numbers.Real) and not isinstance(eps, bool) else eps
-    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-        raise ValueError(f"eps must be a number or a non-empty sequence of numbers, got {eps!r}")
-    out = []
-    for e in values:
-        ok = isinstance(e, numbers.Real) and not isinstance(e, bool) and math.isfinite(float(e))
-        high = 1.0 if norm == "Linf" else math.inf
-        if not (ok and 0.0 <= float(e) <= high):
-            scale = "in [0, 1] (the image scale)" if norm == "Linf" else ">= 0"
-            raise ValueError(f"eps must hold finite numbers {scale}, got {e!r} in {eps!r}")
-        out.append(float(e))
-    if len(set(out)) != len(out):
-        raise ValueError(f"eps must not repeat a radius, got {eps!r}")
-    return out
-
-
-def _steps_or_none(name: str, steps: Any) -> int | None:
-    """A step count of an optional check: 0 or None skip it (as the CLI's 0 does)."""
-    if steps is None:
-        return None
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"{name} must be an int >= 0 (0 or None skips it), got {steps!r}")
-    return steps or None
-
-
-def _as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` of ``data`` in any form of the one data contract (``_data``)."""
-    x, y = _data.tensors(data, "data")
-    return x.float(), y
-
-
-def _check_certify(model: nn.Module, certify: Any, seed: int) -> dict[str, Any] | None:
-    """The certification settings with defaults filled in, or ``None``."""
-    if certify is None:
-        return None
-    if not isinstance(certify, Mapping):
-        raise ValueError(
-            f"certify must be a dict of certification settings or None, got {certify!r}"
-        )
-    unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
-    if unknown:
-        raise ValueError(f"certify takes the keys {_CERTIFY_KEYS}, got unknown keys {unknown}")
-    norm = certify.get("norm", "l2")
-    out: dict[str, Any] = {
-        "sigma": certify.get("sigma"),
-        "n0": certify.get("n0", 100),
-        "n": certify.get("n", 1000),
-        "alpha": certify.get("alpha", 0.001),
-        "norm": norm,
-        "batch_size": certify.get("batch_size", 1000),
-    }
-    try:
-        _certify_settings(model, out, seed)
-    except ValueError as err:
-        raise ValueError(f"certify: {err}") from None
-    out["alpha"] = float(out["alpha"])
-    out["sigma"] = None if out["sigma"] is None else float(out["sigma"])
-    radii = certify.get("radii", _CERTIFY_RADII.get(norm))
-    try:
-        values = [float(r) for r in radii]
-    except (TypeError, ValueError):
-        values = []
-    bad = any(isinstance(r, bool) for r in radii) if isinstance(radii, Sequence) else True
-    if bad or not values or not all(0.0 <= r < math.inf for r in values):
-        raise ValueError(
-            f"certify['radii'] must be a non-empty sequence of radii >= 0, got {radii!r}"
-        )
-    out["radii"] = sorted(set(values))
-    return out
-
-
-def _certify_settings(model: nn.Module, c: Mapping[str, Any], seed: int) -> _certify._Settings:
-    """:func:`certify`'s validated settings for the dict ``c`` of :func:`_check_certify`."""
-    return _certify.check_settings(
-        model, c["sigma"], c["n0"], c["n"], c["alpha"], c["batch_size"], c["norm"], None, seed
-    )
-
-
-# ---------------------------------------------------------------------------- one chunk
-class _Chunk:
-    """Everything computed for one chunk of samples (see the module docstring)."""
-
-    def __init__(self, run: _Run, start: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.run, self.start, self.x, self.y = run, start, x, y
-        self.escalated: dict[float, list[bool | None]] = {}  # adaptive eps -> per sample
-
-    def seed(self, tag: str) -> int:
-        return mixed_seed("evaluate", self.run.seed, self.start, tag)
-
-    def reseed(self, tag: str) -> None:
-        """Seed the global RNG and the model's generator for step ``tag``."""
-        s = self.seed(tag)
-        torch.manual_seed(s)
-        generator = self.run.generator
-        if generator is not None:
-            generator.manual_seed(s)
-
-    def correct(self, x: torch.Tensor, samples: int) -> torch.Tensor:
-        """What AdaptiveEnsemble judges: a vote over ``samples`` passes if stochastic."""
-        from robust_spikes.attacks._ensemble import predict_classes
-
-        return predict_classes(self.run.model, x, samples, self.run.stochastic)
-
-    def records(self) -> list[dict[str, Any]]:
-        run, x, y = self.run, self.x, self.y
-        self.reseed("clean")
-        pred = self.correct(x, run.num_samples)
-        self.reseed("spikes")
-        spikes = _spike_counts(run.model, x)
-        self.reseed("gradient")
-        grads = _gradient_norms(run.model, x, y)
-        self.reseed("clean")
-        other = _sanity.other_readout(run.model, x, lambda: self.correct(x, run.num_samples))
-        # One accuracy definition for both protocols: a stochastic model's prediction is
-        # the vote over ``num_samples`` passes, clean and under every attack.
-        results: dict[str, dict[str, Any]] = {p: {} for p in run.protocols}
-        for eps in run.eps:
-            paper = self.attack("paper", eps) if eps > 0 or "paper" in run.protocols else None
-            if "paper" in run.protocols:
-                results["paper"][repr(eps)] = paper
-            if "adaptive" in run.protocols:
-                adaptive = self.attack("adaptive", eps)
-                results["adaptive"][repr(eps)] = _with_paper(adaptive, paper)
-        sanity: list[bool | None] = [None] * len(y)
-        if run.sanity_eps is not None:
-            sanity = [b is None for b in self.ensemble(run.sanity, run.sanity_eps, 1, "sanity")[0]]
-        certified = self.certified()
-        out = []
-        for j in range(len(y)):
-            out.append(
-                {
-                    "index": self.start + j,
-                    "label": int(y[j]),
-                    "prediction": int(pred[j]),
-                    "correct": bool(pred[j] == y[j]),
-                    "spikes": spikes[j],
-                    "grad_norm": grads[j],
-                    "sanity": sanity[j],
-                    "results": {p: {k: v[j] for k, v in results[p].items()} for p in results},
-                    "certified": certified[j],
-                    "other_readout": other[j],
-                }
-            )
-        _sanity.add_escalation(out, self.escalated)
-        return out
-
-    def certified(self) -> list[dict[str, Any] | None]:
-        """Each sample's smoothing certificate (:func:`certify`), or ``None`` if not asked."""
-        run, n = self.run, len(self.y)
-        c = run.certify
-        if c is None:
-            return [None] * n
-        counter = _certify.VoteCounter(run.model, run.certify_settings, None)
-        samples = [(self.start + j, self.x[j], int(self.y[j])) for j in range(n)]
-        certified = _certify.certify_samples(
-            counter, samples, n0=c["n0"], n=c["n"], alpha=c["alpha"]
-        )
-        return [
-            {"prediction": r.prediction, "radius": r.radius, "p_lower": r.p_lower, "count": r.count}
-            for r in certified
-        ]
-
-    def ensemble(
-        self, members: list[Any], eps: float, eot: int, tag: str, samples: int | None = None
-    ) -> tuple[list[str | None], torch.Tensor]:
-        from robust_spikes.attacks import AdaptiveEnsemble
-
-        run = self.run
-        attack = AdaptiveEnsemble(
-            run.model,
-            eps,
-            run.norm,  # type: ignore[arg-type]
-            members=members,
-            eot=eot if run.stochastic else 1,
-            predict_samples=samples or run.num_samples,
-            cascade=True,
-            seed=self.seed(tag),
-            stochastic=run.stochastic,
-            escalate_steps=run.escalation_steps if members is run.adaptive else None,
-        )
-        self.reseed("clean")  # the same clean judgement for every radius and attack
-        x_adv = attack(self.x, self.y)
-        if members is run.adaptive:
-            self.escalated[eps] = list(attack.escalated)
-        return list(attack.broken_by), x_adv
-
-    def attack(self, protocol: str, eps: float) -> list[dict[str, Any]]:
-        run, n = self.run, len(self.y)
-        if eps == 0.0:
-            self.reseed("clean")
-            clean = (self.correct(self.x, run.num_samples) == self.y).tolist()
-            return [
-                {"broken_by": None if ok else "clean", "fooled_by": [], "norm": 0.0} for ok in clean
-            ]
-        tag = f"{protocol}:{eps!r}"
-        if protocol == "adaptive":
-            broken, x_adv = self.ensemble(run.adaptive, eps, run.eot, tag)
-            fooled = [[b] if b not in (None, "clean") else [] for b in broken]
-        else:  # every paper attack sees every sample: per-attack outcomes
-            fooled = [[] for _ in range(n)]
-            broken = [None] * n
-            x_adv = self.x.clone()
-            for member in run.paper:  # one gradient sample per step, as the papers do
-                by, adv = self.ensemble([member], eps, 1, tag)
-                for j, b in enumerate(by):
-                    if b == "clean":
-                        broken[j] = "clean"
-                    elif b is not None:
-                        fooled[j].append(b)
-                        if broken[j] is None:
-                            broken[j], x_adv[j] = b, adv[j]
-        delta = (x_adv - self.x).flatten(1)
-        norms = delta.abs().amax(1) if run.norm == "Linf" else delta.norm(dim=1)
-        return [
-            {"broken_by": broken[j], "fooled_by": fooled[j], "norm": float(norms[j])}
-            for j in range(n)
-        ]
-
-
-# The paper protocol's attacks as they appear among the adaptive members: the adaptive
-# worst case contains them, so it is never above the paper protocol's.
-PAPER_PREFIX = "paper:"
-
-
-def _with_paper(
-    adaptive: list[dict[str, Any]], paper: list[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
-    """The adaptive outcomes, with each sample that only a paper attack broke counted as
-    broken by it (named ``"paper:<attack>"``, with that attack's perturbation norm)."""
-    if paper is None:
-        return adaptive
-    out = []
-    for a, p in zip(adaptive, paper, strict=True):
-        if a["broken_by"] is None and p["broken_by"] not in (None, "clean"):
-            name = PAPER_PREFIX + p["broken_by"]
-            a = {**a, "broken_by": name, "fooled_by": [name], "norm": p["norm"]}
-        out.append(a)
-    return out
-
-
-def _spike_counts(model: nn.Module, x: torch.Tensor) -> list[float | None]:
-    """Spikes per sample (all neurons, all steps) in one clean forward pass."""
-    host = getattr(model, "_host", None)
-    net = getattr(model, "net", None)
-    if host is None or net is None:
-        return [None] * len(x)
-    neurons = host.neurons(net)
-    n = len(x)
-    total = torch.zeros(n, dtype=torch.float64)
-    seen = [False]
-
-    def hook(module: nn.Module, args: Any, out: Any) -> None:
-        spikes = out[0] if isinstance(out, tuple) else out
-        if not isinstance(spikes, torch.Tensor) or spikes.dim() == 0:
-            return
-        spikes = spikes.detach().to(torch.float64).cpu()
-        if spikes.shape[0] == n:
-            total.add_(spikes.reshape(n, -1).sum(1))
-        elif spikes.dim() >= 2 and spikes.shape[1] == n:  # [T, N, ...]
-            total.add_(spikes.sum(0).reshape(n, -1).sum(1))
-        else:
-            return
-        seen[0] = True
-
-    handles = [m.register_forward_hook(hook) for m in neurons]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    if not seen[0]:
-        return [None] * n
-    return [float(v) for v in total]
-
-
-def _gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float | None]:
-    """Per-sample L1 norm of the input gradient of the summed cross-entropy (None: non-finite)."""
-    x = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
-    if grad is None:
-        return [0.0] * len(x)
-    grad = grad.detach().flatten(1)
-    finite = torch.isfinite(grad).all(1)
-    norms = grad.abs().sum(1, dtype=torch.float64)
-    return [float(v) if ok else None for v, ok in zip(norms, finite.tolist(), strict=True)]
-
-
-# ---------------------------------------------------------------------------- the run
-class _Run:
-    """The validated settings of one :func:`evaluate` call and the objects it needs."""
-
-    def __init__(self, model: nn.Module, settings: dict[str, Any], attacks: Any) -> None:
-        self.model = model
-        self.settings = settings
-        generator = getattr(model, "generator", None)
-        self.generator = generator if isinstance(generator, torch.Generator) else None
-        self.stochastic = settings["stochastic"]
-        self.protocols: list[str] = settings["protocols"]
-        self.eps: list[float] = settings["eps"]
-        self.norm: str = settings["norm"]
-        self.seed: int = settings["seed"]
-        self.eot: int = settings["eot"]
-        self.num_samples: int = settings["prediction_samples"]
-        self.sanity_eps: float | None = settings["sanity_eps"]
-        self.certify: dict[str, Any] | None = settings["certify"]
-        if self.certify is not None:
-            self.certify_settings = _certify_settings(model, self.certify, self.seed)
-        self.paper = _paper_members(self.norm)
-        self.adaptive: list[Any] = attacks
-        escalation = settings.get("escalation")
-        self.escalation_steps: int | None = None if escalation is None else escalation["steps"]
-        self.sanity = [_pgd_member(f"PGD-{_SANITY_STEPS}", _SANITY_STEPS, _SANITY_STEPS, self.norm)]
 
 
 def evaluate(
@@ -601,21 +180,23 @@ def evaluate(
         >>> sorted(report.to_dict()["robust_accuracy"][0.1])
         ['FGSM', 'paper:FGSM', 'paper:PGD-7', 'worst']
     """
+    from robust_spikes.attacks import _suite
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    radii = _check_eps(eps, norm)
+    radii = check_eps(eps, norm)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
         raise ValueError(f"seed must be an int in [0, 2**62), got {seed!r}")
     batch_size = check_positive_int("batch_size", batch_size)
     eot = check_positive_int("eot", eot)
     square_queries = check_positive_int("square_queries", square_queries)
-    convergence_steps = _steps_or_none("convergence_steps", convergence_steps)
-    escalation_steps = _steps_or_none("escalation_steps", escalation_steps)
-    x_all, y_all = _as_data(data)
+    convergence_steps = steps_or_none("convergence_steps", convergence_steps)
+    escalation_steps = steps_or_none("escalation_steps", escalation_steps)
+    x_all, y_all = as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
     undeclared = None if stochastic else _sanity.undeclared_randomness(model, x_all, seed)
     stochastic = stochastic or undeclared is not None
@@ -634,7 +215,7 @@ def evaluate(
             f"sanity_eps must be a radius >= 0 (0 skips the check), got {sanity_eps!r}"
         )
     sanity = float(sanity_eps) if sanity_eps else None
-    certification = _check_certify(model, certify, seed)
+    certification = check_certify(model, certify, seed)
     if certification is not None and certification["norm"] == "l1":
         lo, hi = float(x_all.min()), float(x_all.max())
         if lo < 0.0 or hi > 1.0:
@@ -647,7 +228,9 @@ def evaluate(
     adaptive: list[Any] = []
     check: str | None = None
     if "adaptive" in protocols:
-        adaptive, check = _adaptive_members(model, attacks, norm, square_queries, convergence_steps)
+        adaptive, check = _suite.adaptive_members(
+            model, attacks, norm, square_queries, convergence_steps
+        )
     elif attacks is not None:
         raise ValueError("attacks chooses adaptive members; protocol='paper' takes none")
     if any(m.mode is not None for m in adaptive) and not callable(getattr(model, "gradient", None)):
@@ -674,16 +257,18 @@ def evaluate(
         "undeclared_randomness": undeclared,
         "escalation": _sanity.escalation_settings(model, norm, escalation_steps, adaptive),
         "attacks": {
-            "paper": [_describe(m) for m in _paper_members(norm)] if "paper" in protocols else [],
+            "paper": [_suite.describe(m) for m in _suite.paper_members(norm)]
+            if "paper" in protocols
+            else [],
             # the paper attacks last: they count for the samples no adaptive member broke
-            "adaptive": [_describe(m) for m in adaptive]
+            "adaptive": [_suite.describe(m) for m in adaptive]
             + [
-                {**_describe(m), "name": PAPER_PREFIX + m.name}
-                for m in (_paper_members(norm) if adaptive else [])
+                {**_suite.describe(m), "name": _suite.PAPER_PREFIX + m.name}
+                for m in (_suite.paper_members(norm) if adaptive else [])
             ],
         },
     }
-    run = _Run(model, settings, adaptive)
+    run = Run(model, settings, adaptive)
     path = Path(records) if records is not None else None
     rank, world_size = _distributed.world()
     done: dict[int, dict[str, Any]] = {}
@@ -711,7 +296,7 @@ def evaluate(
             for c in todo:
                 x = x_all[c.start : c.stop].to(device)
                 y = y_all[c.start : c.stop].to(device)
-                new = [r for r in _Chunk(run, c.start, x, y).records() if r["index"] not in done]
+                new = [r for r in Chunk(run, c.start, x, y).records() if r["index"] not in done]
                 if stream is not None:
                     _records.append(stream, new)
                 computed.extend(new)
@@ -740,10 +325,6 @@ def evaluate(
                     part_path.unlink(missing_ok=True)
         _distributed.barrier()
     return RobustnessReport(rows, settings)
-
-
-def _describe(member: Any) -> dict[str, Any]:
-    return {"name": member.name, "kind": _member_kind(member), "mode": member.mode}
 
 
 class _progress:
