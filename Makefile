@@ -35,7 +35,7 @@ test: lint
 
 # HTML API reference from the docstrings (pdoc), in docs/api/index.html.
 docs: $(STAMP)
-	$(PY) -m pdoc --docformat google -o docs/api robust_spikes robust_spikes.demo
+	$(PY) -m pdoc --docformat google -o docs/api robust_spikes robust_spikes.app.demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/attack_step.py

@@ -25,8 +25,8 @@ import torchattacks
 from torch import nn
 
 import robust_spikes as rs
+from robust_spikes.app.demo import build_net
 from robust_spikes.attacks import AdaptiveEnsemble
-from robust_spikes.demo import build_net
 
 NUM_STEPS = 4
 

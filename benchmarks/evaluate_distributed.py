@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import robust_spikes as rs
-from robust_spikes.demo import build_net
+from robust_spikes.app.demo import build_net
 
 
 def worker(weights: str, samples: int, batch_size: int) -> None:

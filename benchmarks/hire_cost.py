@@ -7,7 +7,7 @@ each variant on the digits' training split (1347 images, batch 64, T=8, Adam), b
 fresh from the same seed, runs round-robin in one process (so machine load drifts affect
 all alike); the script prints median epoch times and ratios to the plain epoch.
 
-``--size 8`` trains the demo network (robust_spikes.demo.build_net) on the 8x8 digits;
+``--size 8`` trains the demo network (robust_spikes.app.demo.build_net) on the 8x8 digits;
 ``--size 28`` the Conv(1->16)-Conv(16->32)-Linear(800->10) SNN of attack_step.py on the
 digits resized to 28x28, where the convolutions rather than per-batch overheads dominate.
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import robust_spikes as rs
-from robust_spikes.demo import build_net
+from robust_spikes.app.demo import build_net
 from robust_spikes.training import FGSM, fit, hire
 
 T, BATCH, EPS = 8, 64, 2 / 255

@@ -1,6 +1,6 @@
-"""``python -m robust_spikes``: the ``robust-spikes`` command line (:mod:`robust_spikes.cli`)."""
+"""``python -m robust_spikes``: the ``robust-spikes`` command (:mod:`robust_spikes.app.cli`)."""
 
-from robust_spikes.cli import main
+from robust_spikes.app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

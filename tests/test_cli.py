@@ -1,4 +1,4 @@
-"""The evaluate and certify subcommands through robust_spikes.cli.main."""
+"""The evaluate and certify subcommands through robust_spikes.app.cli.main."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import trained
 
-from robust_spikes.cli import build_parser, load_model, main
+from robust_spikes.app.cli import build_parser, load_model, main
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_certify_writes_the_certificates(
 
 def test_certify_needs_sigma_for_l2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["certify", "--model", "robust_spikes.demo:build_net", "--out", str(tmp_path)])
+        main(["certify", "--model", "robust_spikes.app.demo:build_net", "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert "--sigma" in capsys.readouterr().err
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import robust_spikes as rs
-from robust_spikes.cli import build_parser, main
+from robust_spikes.app.cli import build_parser, main
 
-MODEL = "robust_spikes.demo:build_net"
+MODEL = "robust_spikes.app.demo:build_net"
 
 
 def model() -> rs.SpikingClassifier:

@@ -1,4 +1,4 @@
-"""The full demo (robust_spikes.demo) in its quick setting, and the robust-spikes command."""
+"""The full demo (robust_spikes.app.demo) in its quick setting, and the robust-spikes command."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import robust_spikes
-from robust_spikes.cli import main
-from robust_spikes.demo import MODELS, DemoResult, comparison_table, format_eps, run_demo
+from robust_spikes.app.cli import main
+from robust_spikes.app.demo import MODELS, DemoResult, comparison_table, format_eps, run_demo
 
 EPS = (8 / 255,)
 

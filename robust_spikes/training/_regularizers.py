@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robust_spikes.neurons.gating import StochasticGate
+from robust_spikes.neurons._gating import StochasticGate
 
 __all__ = ["GatePenalty", "OrthogonalRetraction", "retract"]
 

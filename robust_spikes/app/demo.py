@@ -286,8 +286,8 @@ def run_demo(
     """
     from robust_spikes.evaluation import evaluate
 
-    require("snntorch", "robust_spikes.demo")
-    require("torchattacks", "robust_spikes.demo")
+    require("snntorch", "robust_spikes.app.demo")
+    require("torchattacks", "robust_spikes.app.demo")
     from robust_spikes.evaluation._settings import check_eps
 
     check_eps(list(eps), "Linf")  # fail before training
@@ -469,7 +469,7 @@ def build_net(side: int = 8) -> nn.Sequential:
         >>> build_net()(torch.rand(2, 1, 8, 8))[1].shape
         torch.Size([2, 10])
     """
-    snn = require("snntorch", "robust_spikes.demo")
+    snn = require("snntorch", "robust_spikes.app.demo")
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1),
         snn.Leaky(beta=0.9, init_hidden=True),

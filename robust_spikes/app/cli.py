@@ -16,10 +16,17 @@ import sys
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import robust_spikes
-from robust_spikes.demo import DATASETS, DEFAULT_EPS, DEFAULT_SEEDS, format_eps, run_demo
+from robust_spikes.app._loading import (
+    UsageError,
+    init_distributed,
+    load_model,
+    model_and_data,
+    rank,
+)
+from robust_spikes.app.demo import DATASETS, DEFAULT_EPS, DEFAULT_SEEDS, format_eps, run_demo
 
 __all__ = [
     "COMMANDS",
@@ -245,96 +252,6 @@ def _add_model_and_data(
     )
 
 
-def load_model(spec: str, *, weights: Path | None = None, num_steps: int = 4) -> Any:
-    """Build or load the model named on the command line.
-
-    Args:
-        spec: a file written by ``torch.save(model, path)`` (unpickled with
-            ``weights_only=False``: trusted files only), or ``"module:function"``, a function
-            without arguments returning the model.
-        weights: optional ``state_dict`` file, loaded with ``weights_only=True``.
-        num_steps: time steps when the model is a plain network, wrapped in a
-            :class:`~robust_spikes.SpikingClassifier`.
-
-    Returns:
-        A :class:`~robust_spikes.SpikingClassifier` (or the module returned, if it already is
-        a classifier with ``is_stochastic``).
-
-    Raises:
-        ValueError: ``spec`` is neither an existing file nor ``module:function``, or it gives
-            no ``nn.Module``.
-
-    Example:
-        >>> load_model("robust_spikes.demo:build_net").num_steps
-        4
-    """
-    import importlib
-
-    import torch
-    from torch import nn
-
-    if Path(spec).is_file():
-        obj = torch.load(spec, map_location="cpu", weights_only=False)
-    elif ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            function = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(
-                f"--model {spec!r}: cannot import {attr!r} from {module_name!r} ({err})"
-            ) from None
-        if not callable(function):
-            raise ValueError(
-                f"--model {spec!r}: {attr!r} is a {type(function).__name__}, not a function"
-            )
-        obj = function()
-    else:
-        raise ValueError(f"--model {spec!r} is neither an existing file nor MODULE:FUNCTION")
-    if not isinstance(obj, nn.Module):
-        raise ValueError(f"--model {spec!r} gave {type(obj).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        obj.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    if not hasattr(obj, "is_stochastic"):
-        obj = robust_spikes.SpikingClassifier(obj, num_steps)
-    return obj.eval()
-
-
-def _load_data(args: argparse.Namespace) -> Any:
-    from robust_spikes import _data
-
-    dataset = robust_spikes.data.load(args.data, args.root, train=False)
-    return _data.tensors(dataset, "--data", limit=args.limit)
-
-
-def _model_and_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    try:
-        model = load_model(args.model, weights=args.weights, num_steps=args.num_steps)
-    except ValueError as err:
-        raise _UsageError(str(err)) from None
-    x, y = _load_data(args)
-    return model, x, y
-
-
-def _init_distributed() -> bool:
-    """Join the process group torchrun describes (gloo on CPU); ``True`` if this process did."""
-    import os
-
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        import torch
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return True
-    return False
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_and_data(parser)
@@ -417,16 +334,16 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     if args.norm == "Linf" and any(e > 1.0 for e in args.eps):
-        raise _UsageError(f"--eps must be in [0, 1] (the image scale) for Linf, got {args.eps}")
+        raise UsageError(f"--eps must be in [0, 1] (the image scale) for Linf, got {args.eps}")
     sigma = args.certify_sigma
     if sigma is not None and not 0.0 < sigma < float("inf"):
-        raise _UsageError(f"--certify-sigma must be a positive number, got {sigma!r}")
+        raise UsageError(f"--certify-sigma must be a positive number, got {sigma!r}")
     counts = {"n0": args.certify_n0, "n": args.certify_n}
     if sigma is None and any(v is not None for v in counts.values()):
-        raise _UsageError("--certify-n0 and --certify-n need --certify-sigma")
+        raise UsageError("--certify-n0 and --certify-n need --certify-sigma")
     certify = {"sigma": sigma, **{k: v for k, v in counts.items() if v is not None}}
-    model, x, y = _model_and_data(args)
-    joined = _init_distributed()
+    model, x, y = model_and_data(args)
+    joined = init_distributed()
     try:
         report = robust_spikes.evaluate(
             model,
@@ -446,7 +363,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             certify=None if sigma is None else certify,
             progress=args.progress,
         )
-        if _rank() == 0:
+        if rank() == 0:
             report.to_json(args.out / "report.json")
             report.to_csv(args.out / "report.csv")
             (args.out / "report.md").write_text(report.to_markdown(), encoding="utf-8")
@@ -487,10 +404,10 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_certify(args: argparse.Namespace) -> int:
     if args.norm == "l2" and args.sigma is None:
-        raise _UsageError("--sigma is required for --norm l2")
+        raise UsageError("--sigma is required for --norm l2")
     if args.norm == "l1" and args.sigma is not None:
-        raise _UsageError("--sigma is for --norm l2 only (l1 smoothing has no noise level)")
-    model, x, y = _model_and_data(args)
+        raise UsageError("--sigma is for --norm l2 only (l1 smoothing has no noise level)")
+    model, x, y = model_and_data(args)
     result = robust_spikes.certify(
         model,
         (x, y),
@@ -540,10 +457,6 @@ COMMANDS: dict[str, Command] = {
         handler=_run_certify,
     ),
 }
-
-
-class _UsageError(ValueError):
-    """Raised by a handler for a bad combination of arguments; reported as a usage error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -599,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command].handler(args)
-    except _UsageError as err:
+    except UsageError as err:
         subparser: argparse.ArgumentParser = args._subparser
         subparser.error(str(err))  # exits with status 2
     except ImportError as err:

@@ -10,8 +10,8 @@ from torch import nn
 
 from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.frameworks import detect
-from robust_spikes.neurons.gating import StochasticGate
-from robust_spikes.neurons.threshold import ThresholdAdaptation
+from robust_spikes.neurons._gating import StochasticGate
+from robust_spikes.neurons._threshold import ThresholdAdaptation
 
 __all__ = ["adapt", "unwrap"]
 
