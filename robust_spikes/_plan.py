@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from robust_spikes._modes import kept_modes
 from robust_spikes.frameworks import Host
 
 __all__ = ["Plan", "as_recording", "check_batch_independence", "discover", "split", "state_args"]
@@ -97,7 +98,6 @@ def discover(
     initial = tuple(host.initial_state(x) for _ in range(num_state))
     calls: list[Any] = []
     handle = final.register_forward_hook(lambda _m, _i, out: calls.append(out))
-    modes = {m: m.training for m in net.modules()}
     random: list[Any] = [m for m in net.modules() if getattr(m, "uses_generator", False)]
     generators = [m.generator for m in random]
     stateful = host.stateful(net)
@@ -120,10 +120,10 @@ def discover(
             out = out[0] if len(out) == 1 else out
         return out
 
-    net.eval()
     devices = [probe.device] if probe.device.type == "cuda" else []
-    restore = contextlib.ExitStack()  # the global RNG, for nets that draw from it
-    restore.enter_context(torch.random.fork_rng(devices=devices))
+    restore = contextlib.ExitStack()
+    restore.enter_context(kept_modes(net, eval=True))
+    restore.enter_context(torch.random.fork_rng(devices=devices))  # for nets drawing from it
     try:
         try:
             out = run(probe)
@@ -142,8 +142,6 @@ def discover(
         restore.close()
         handle.remove()
         host.reset(stateful)
-        for m, training in modes.items():
-            m.training = training
         for m, generator in zip(random, generators, strict=True):
             m.generator = generator
     out = as_recording(out)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from robust_spikes._checks import check_positive_int
+from robust_spikes._modes import kept_modes
 from robust_spikes.evaluation import _distributed, _fingerprint, _records, _sanity
 from robust_spikes.evaluation._chunk import Chunk, Run
 from robust_spikes.evaluation._report import RobustnessReport
@@ -283,7 +284,6 @@ def evaluate(
     todo = [c for c in mine if any(i not in done for i in c)]
 
     computed: list[dict[str, Any]] = []
-    training_modes = {m: m.training for m in model.modules()}
     gen_state = run.generator.get_state() if run.generator is not None else None
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stream = None
@@ -291,8 +291,11 @@ def evaluate(
         own = path if world_size == 1 else path.with_name(f"{path.name}.part-{rank}")
         stream = _records.open_for_append(own, settings, fingerprint)
     try:
-        model.eval()
-        with torch.random.fork_rng(devices=[]), _progress(todo, progress and rank == 0) as bar:
+        with (
+            kept_modes(model, eval=True),
+            torch.random.fork_rng(devices=[]),
+            _progress(todo, progress and rank == 0) as bar,
+        ):
             for c in todo:
                 x = x_all[c.start : c.stop].to(device)
                 y = y_all[c.start : c.stop].to(device)
@@ -304,8 +307,6 @@ def evaluate(
     finally:
         if stream is not None:
             stream.close()
-        for m, training in training_modes.items():
-            m.training = training
         if gen_state is not None and run.generator is not None:
             run.generator.set_state(gen_state)
 

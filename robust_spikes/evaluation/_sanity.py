@@ -19,6 +19,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from robust_spikes._modes import kept_modes
+
 _PROBE_SAMPLES = 4  # samples of the randomness probe
 _PROBE_TOLERANCE = 1e-5  # relative logit difference that counts as "differ"
 
@@ -32,19 +34,15 @@ def undeclared_randomness(
     The caller's RNG, the model's generator and the modules' train/eval modes are restored.
     """
     x = x_all[:_PROBE_SAMPLES].to(next((p.device for p in model.parameters()), x_all.device))
-    modes = {m: m.training for m in model.modules()}
     generator = getattr(model, "generator", None)
     state = generator.get_state() if isinstance(generator, torch.Generator) else None
     try:
-        model.eval()
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with kept_modes(model, eval=True), torch.random.fork_rng(devices=[]), torch.no_grad():
             outputs = []
             for k in range(2):
                 torch.manual_seed(seed + 7919 * (k + 1))
                 outputs.append(model(x).detach().to(torch.float64).flatten(1))
     finally:
-        for m, training in modes.items():
-            m.training = training
         if state is not None:
             generator.set_state(state)  # type: ignore[union-attr]
     a, b = outputs
