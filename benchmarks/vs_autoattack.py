@@ -1,0 +1,191 @@
+"""torchattacks' AutoAttack against the adaptive ensemble: robust accuracy and wall time.
+
+For each case a model is trained (seeded), then on the same test images, side by side in
+one process:
+
+* ``AutoAttack``: torchattacks' AutoAttack, version ``"standard"`` (APGD-CE, APGD-T,
+  FAB-T, Square-5000) for deterministic models and ``"rand"`` (APGD-CE and APGD-DLR with
+  20 EOT samples) for stochastic ones;
+* ``ensemble (0.1 schedule)``: :class:`robust_spikes.attacks.AdaptiveEnsemble` as version
+  0.1 scheduled it (every default member of 0.1 in its order, Square with 5,000 queries, no
+  escalation);
+* ``ensemble``: the ensemble with today's defaults (escalation included).
+
+Each line gives robust accuracy (a 10-pass vote for stochastic models), wall time, the
+time ratio to AutoAttack, and the accuracy difference; ``lost`` counts samples that the
+0.1 schedule broke and today's did not (it must be 0).
+
+    python benchmarks/vs_autoattack.py [--cases digits mnist5k stochastic] [--num-test 64]
+        [--eps 0.1] [--epochs 8] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+from torch import nn
+
+import robust_spikes as rs
+from robust_spikes.attacks import AdaptiveEnsemble, Member
+from robust_spikes.attacks import _ensemble as ens
+
+NUM_STEPS = 4
+
+
+def conv_net(side: int) -> nn.Sequential:
+    """The demo's snnTorch conv SNN for ``side x side`` grey images."""
+    import snntorch as snn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * (side // 4) ** 2, 10),
+        snn.Leaky(beta=0.9, init_hidden=True, output=True),
+    )
+
+
+def data(name: str, seed: int) -> tuple[Any, Any]:
+    if name == "mnist5k":
+        return rs.data.mnist5k("train", seed=seed), rs.data.mnist5k("test", seed=seed)
+    return rs.data.digits("train", seed=seed), rs.data.digits("test", seed=seed)
+
+
+def tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(dataset, "images"):
+        return dataset.images, dataset.labels
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2 if x.shape[-1] == 8 else 2e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=generator).split(128):
+            loss = F.cross_entropy(model(x[idx].to(_device(model))), y[idx].to(_device(model)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def case(
+    name: str, args: argparse.Namespace
+) -> tuple[rs.SpikingClassifier, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(args.seed)
+    train_set, test_set = data("mnist5k" if name == "mnist5k" else "digits", args.seed)
+    x, y = tensors(train_set)
+    side = x.shape[-1]
+    encoder = rs.encoders.Poisson() if name == "stochastic" else None
+    model = rs.SpikingClassifier(conv_net(side), NUM_STEPS, encoder=encoder).to(args.device)
+    train(model, x, y, args.epochs, args.seed)
+    xt, yt = tensors(test_set)
+    return model, xt[: args.num_test].to(args.device), yt[: args.num_test].to(args.device)
+
+
+def legacy_members(model: Any, square_queries: int = 5000) -> list[Member]:
+    """The 0.1 schedule: every default member of version 0.1, in its order."""
+    from robust_spikes.gradients import Exponential, Rectangular, StraightThrough, Triangle
+
+    members = [Member("FGSM", ens._fgsm), Member("PGD-20", ens._pgd(20, "Linf"))]
+    for surrogate, label in (
+        (Triangle(gamma=1.0), "triangle(1)"),
+        (Rectangular(gamma=1.0), "rectangular(1)"),
+        (Exponential(gamma=1.0), "exponential(1)"),
+        (StraightThrough(), "straight-through"),
+    ):
+        members.append(Member(f"PGD-20/{label}", ens._pgd(20, "Linf"), "bptt", surrogate))
+    for mode in ("pdsg", "bptr", "rga", "ann"):
+        members.append(Member(f"PGD-20/{mode}", ens._pgd(20, "Linf"), mode))
+    members.append(Member("APGD-CE", ens._apgd("ce", 20, "Linf")))
+    members.append(Member("APGD-DLR", ens._apgd("dlr", 20, "Linf")))
+    members.append(Member(f"Square-{square_queries}", ens._square(square_queries, "Linf")))
+    return members
+
+
+def robust(model: Any, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        if model.is_stochastic:
+            torch.manual_seed(1)
+            return model.predict(x_adv, num_samples=10) == y
+        return model(x_adv).argmax(1) == y
+
+
+def timed(run: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = run(*args)
+    return out, time.perf_counter() - start
+
+
+def run_case(name: str, args: argparse.Namespace) -> None:
+    model, x, y = case(name, args)
+    version = "rand" if model.is_stochastic else "standard"
+    autoattack = torchattacks.AutoAttack(model, eps=args.eps, version=version, seed=0)
+    aa_adv, aa_s = timed(autoattack, x, y)
+    aa = robust(model, aa_adv, y)
+    rows: list[tuple[str, torch.Tensor, float, Any]] = [(f"AutoAttack {version}", aa, aa_s, None)]
+    old_broken = None
+    if not args.skip_legacy:
+        old = AdaptiveEnsemble(
+            model, args.eps, members=legacy_members(model), seed=0, escalate_steps=None
+        )
+        _, old_s = timed(old, x, y)
+        old_broken = torch.tensor([b is not None for b in old.broken_by])
+        rows.append(("ensemble (0.1 schedule)", ~old_broken, old_s, old))
+    new = AdaptiveEnsemble(model, args.eps, seed=0)
+    _, new_s = timed(new, x, y)
+    new_broken = torch.tensor([b is not None for b in new.broken_by])
+    rows.append(("ensemble", ~new_broken, new_s, new))
+    aa_acc = aa.float().mean().item()
+    for label, ok, seconds, attack in rows:
+        acc = ok.float().mean().item()
+        lost = ""
+        if attack is new and old_broken is not None:
+            lost = str(int((old_broken & ~new_broken).sum()))
+        print(
+            f"| {name} | {label} | {100 * acc:.1f}% | {seconds:.1f} | "
+            f"{seconds / aa_s:.2f}x | {100 * (acc - aa_acc):+.1f} | {lost} |"
+        )
+    for label, _, _, attack in rows[1:]:
+        slow = [(k, round(v, 1)) for k, v in sorted(attack.seconds.items(), key=lambda kv: -kv[1])]
+        print(f"|  | {label}: slowest members {slow[:4]} | | | | | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["digits", "mnist5k", "stochastic"])
+    parser.add_argument("--num-test", type=int, default=64)
+    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-legacy", action="store_true", help="no 0.1-schedule run")
+    args = parser.parse_args()
+    print(
+        f"eps {args.eps:g} (Linf, [0, 1] scale), {args.num_test} test images, T={NUM_STEPS}, "
+        f"{torch.get_num_threads()} threads, device {args.device}\n"
+    )
+    print("| case | attack | robust acc | seconds | time / AutoAttack | acc - AutoAttack | lost |")
+    print("|:--|:--|--:|--:|--:|--:|--:|")
+    for name in args.cases:
+        run_case(name, args)
+
+
+if __name__ == "__main__":
+    main()
