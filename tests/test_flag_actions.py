@@ -155,7 +155,9 @@ def test_masked_gradient_flag_states_the_gap_and_that_escalation_failed(tmp_path
     message = flags["black-box-beats-white-box"]
     assert "at eps=0.1, Square-20 alone broke 6 of 6 samples (100.0%)" in message
     assert "(PGD-10 x 3 restarts, 1 surrogate) broke none of them" in message
-    assert "gradient masking" in message and "Try: " in message
+    # 10 steps cannot tell masking from a short attack: the message says so
+    assert "masked gradient, or too few escalation steps" in message
+    assert "escalation_steps=200" in message and "Try: " in message
     entries = [r["results"]["adaptive"][repr(EPS)] for r in report.records]
     assert [e["escalated"] for e in entries] == [False] * 6
     # the records alone give the same flags (the per-sample outcome is in the file)
@@ -214,7 +216,7 @@ ESCALATION = {"steps": 200, "restarts": 3, "surrogates": 6}
     ("escalated", "verdict"),
     [
         ([True] * 5, "broke all of them: the default white-box members stopped short"),
-        ([False] * 5, "broke none of them: the gradient is masked"),
+        ([False] * 5, "broke none of them (masked gradient)"),
         ([True, True, False, True, False], "broke 3 of them (the default white-box members"),
     ],
 )
@@ -232,6 +234,7 @@ def test_black_box_message_states_counts_attacks_eps_and_escalation(
         assert "stopped short" in message and "masked" not in message
     else:
         assert f"On {escalated.count(False)} sample(s) even the escalated" in message
+        assert "too few escalation steps" not in message  # 200 steps: read as masking
 
 
 def test_black_box_message_without_escalation_points_to_it() -> None:

@@ -61,6 +61,10 @@ THRESHOLDS: dict[str, float] = {
 }
 
 
+# Escalation steps from which a failed escalation is read as masking (the default).
+_CONCLUSIVE_ESCALATION = 200
+
+
 def _flag(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
@@ -196,14 +200,16 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
                 f"PGD-{escalation['steps']} x {escalation['restarts']} restarts, "
                 f"{escalation['surrogates']} surrogate{'s' if escalation['surrogates'] > 1 else ''}"
             )
+            short = escalation["steps"] < _CONCLUSIVE_ESCALATION
+            masking = "masked gradient, or too few escalation steps" if short else "masked gradient"
             if hit == len(gap):
                 verdict = "all of them: the default white-box members stopped short"
             elif hit == 0:
-                verdict = "none of them: the gradient is masked"
+                verdict = f"none of them ({masking})"
             else:
                 verdict = (
                     f"{hit} of them (the default white-box members stopped short there); "
-                    f"{len(gap) - hit} resisted it too (masked gradient)"
+                    f"{len(gap) - hit} resisted it too ({masking})"
                 )
             part += f"; the escalated white-box attack ({attack}) broke {verdict}"
         else:
@@ -224,6 +230,13 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
             "few for this model: numbers from gradient attacks alone (the paper protocol) "
             "overstate robustness. Try: more PGD steps and restarts (convergence_steps), "
             "and report the adaptive worst case."
+        )
+    elif escalation["steps"] < _CONCLUSIVE_ESCALATION:
+        meaning = (
+            f"On {masked} sample(s) the escalated gradient attack (only "
+            f"{escalation['steps']} steps) fails where a gradient-free attack succeeds: the "
+            "gradient may be masked, or the escalation too short to tell. Try: "
+            f"escalation_steps={_CONCLUSIVE_ESCALATION}, and report the adaptive worst case."
         )
     else:
         meaning = (
