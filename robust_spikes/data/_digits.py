@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from robust_spikes.data._pairs import TensorPairs
+from robust_spikes.data._pairs import TensorPairs, check_split
 
 __all__ = ["DIGITS_CLASSES", "digits"]
 
@@ -93,18 +92,8 @@ def digits(split: str = "train", *, seed: int = 0, test_fraction: float = 0.25) 
         >>> ds.classes[label] == str(label)
         True
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
-        raise TypeError(
-            f"test_fraction must be a float in (0, 1), got {test_fraction!r} "
-            f"of type {type(test_fraction).__name__}"
-        )
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    seed, test_fraction = check_split(split, seed, test_fraction)
 
-    x_train, y_train, x_test, y_test = _digits_split(int(seed), float(test_fraction))
+    x_train, y_train, x_test, y_test = _digits_split(seed, test_fraction)
     images, labels = (x_train, y_train) if split == "train" else (x_test, y_test)
     return TensorPairs(images.clone(), labels.clone(), list(DIGITS_CLASSES))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
-import numbers
 import os
 
 import torch
 from torch import Tensor
 
 from robust_spikes.data._digits import DIGITS_CLASSES
-from robust_spikes.data._pairs import TensorPairs
+from robust_spikes.data._pairs import TensorPairs, check_split
 
 __all__ = ["mnist5k"]
 
@@ -144,19 +143,9 @@ def mnist5k(split: str = "train", *, seed: int = 0, test_fraction: float = 0.2) 
         >>> ds.labels.bincount().tolist()
         [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
-        raise TypeError(
-            f"test_fraction must be a float in (0, 1), got {test_fraction!r} "
-            f"of type {type(test_fraction).__name__}"
-        )
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    seed, test_fraction = check_split(split, seed, test_fraction)
 
     images, labels = _mnist5k_arrays()
-    train, test = _mnist5k_split(int(seed), float(test_fraction))
+    train, test = _mnist5k_split(seed, test_fraction)
     index = train if split == "train" else test
     return TensorPairs(images[index], labels[index], list(DIGITS_CLASSES))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["TensorPairs"]
+__all__ = ["TensorPairs", "check_split"]
 
 
 class TensorPairs(Dataset[tuple[Any, int]]):
@@ -52,3 +53,19 @@ class TensorPairs(Dataset[tuple[Any, int]]):
             f"{type(self).__name__}(n={len(self)}, image_shape={tuple(self.images.shape[1:])}, "
             f"classes={len(self.classes)})"
         )
+
+
+def check_split(split: Any, seed: Any, test_fraction: Any) -> tuple[int, float]:
+    """``(seed, test_fraction)`` of a deterministic train/test split, checked."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(
+            f"test_fraction must be a float in (0, 1), got {test_fraction!r} "
+            f"of type {type(test_fraction).__name__}"
+        )
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    return int(seed), float(test_fraction)
