@@ -32,27 +32,11 @@ import torchattacks
 from torch import nn
 
 import robust_spikes as rs
+from robust_spikes.app.demo import build_net
 from robust_spikes.attacks import AdaptiveEnsemble, Member
 from robust_spikes.attacks import _ensemble as ens
 
 NUM_STEPS = 4
-
-
-def conv_net(side: int) -> nn.Sequential:
-    """The demo's snnTorch conv SNN for ``side x side`` grey images."""
-    import snntorch as snn
-
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        snn.Leaky(beta=0.9, init_hidden=True),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * (side // 4) ** 2, 10),
-        snn.Leaky(beta=0.9, init_hidden=True, output=True),
-    )
 
 
 def data(name: str, seed: int) -> tuple[Any, Any]:
@@ -93,7 +77,7 @@ def case(
     x, y = tensors(train_set)
     side = x.shape[-1]
     encoder = rs.encoders.Poisson() if name == "stochastic" else None
-    model = rs.SpikingClassifier(conv_net(side), NUM_STEPS, encoder=encoder).to(args.device)
+    model = rs.SpikingClassifier(build_net(side), NUM_STEPS, encoder=encoder).to(args.device)
     train(model, x, y, args.epochs, args.seed)
     xt, yt = tensors(test_set)
     return model, xt[: args.num_test].to(args.device), yt[: args.num_test].to(args.device)

@@ -75,9 +75,14 @@ def _fgsm(model: nn.Module, eps: float, eot: int) -> Any:
     return torchattacks.FGSM(model, eps=eps)
 
 
-def _pgd(steps: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
+def _pgd(
+    steps: int, norm: Norm, alpha_steps: int | None = None
+) -> Callable[[nn.Module, float, int], Any]:
+    """PGD (EOT-PGD for ``eot > 1``) of ``steps`` steps of size ``2.5 * eps / alpha_steps``
+    (default ``alpha_steps = steps``), random start."""
+
     def build(model: nn.Module, eps: float, eot: int) -> Any:
-        alpha = 2.5 * eps / steps
+        alpha = 2.5 * eps / (alpha_steps or steps)
         if norm == "L2":
             return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps)
         if eot > 1:

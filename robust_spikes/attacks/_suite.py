@@ -9,7 +9,7 @@ from typing import Any
 import torchattacks
 from torch import nn
 
-from robust_spikes.attacks._ensemble import Member, default_members, member_kind
+from robust_spikes.attacks._ensemble import Member, _pgd, default_members, member_kind
 
 __all__ = [
     "PAPER_PREFIX",
@@ -30,16 +30,7 @@ PAPER_PREFIX = "paper:"
 
 def pgd_member(name: str, steps: int, alpha_steps: int, norm: str, mode: str | None = None) -> Any:
     """A PGD member with ``steps`` steps of size ``2.5 * eps / alpha_steps`` (EOT aware)."""
-
-    def build(model: nn.Module, eps: float, eot: int) -> Any:
-        alpha = 2.5 * eps / alpha_steps
-        if norm == "L2":
-            return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps)
-        if eot > 1:
-            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot)
-        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-
-    return Member(name, build, mode)
+    return Member(name, _pgd(steps, norm, alpha_steps), mode)  # type: ignore[arg-type]
 
 
 def paper_members(norm: str) -> list[Any]:
