@@ -11,10 +11,10 @@ from torch import nn
 from torchattacks.attack import Attack
 
 from robust_spikes._modes import kept_modes
+from robust_spikes._random import mixed_seed
 
 __all__ = ["SeededAttack", "check_attack", "check_seed", "seeded"]
 
-_MIX = 0x9E3779B97F4A7C15  # golden-ratio odd constant (splitmix64)
 _MASK = (1 << 63) - 1
 
 
@@ -43,10 +43,7 @@ def derive_seed(seed: int, salt: int) -> int:
     must not replay the evaluation's (the attack would then see the very masks it is
     scored on).
     """
-    z = (seed + (salt + 1) * _MIX) & ((1 << 64) - 1)
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
-    return (z ^ (z >> 31)) & _MASK
+    return mixed_seed("attack", seed, salt, bits=63)
 
 
 def _generators(models: Sequence[nn.Module]) -> list[torch.Generator]:

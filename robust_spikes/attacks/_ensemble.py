@@ -16,7 +16,6 @@ records for each whether it fell, so a report can say which of the two it was.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from torch import nn
 from torchattacks.attack import Attack
 
 from robust_spikes._checks import check_positive_int
+from robust_spikes._random import mixed_seed
 
 __all__ = ["AdaptiveEnsemble", "Member", "default_members"]
 
@@ -397,7 +397,7 @@ class AdaptiveEnsemble(Attack):
         """One member on ``x``; seeded by (seed, member name), so a member gives the same
         result inside the ensemble as alone (with ``cascade=False``)."""
         model: Any = self.model
-        seed = self.seed + zlib.crc32((member.name + salt).encode())
+        seed = mixed_seed("ensemble", self.seed, member.name + salt)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = getattr(model, "generator", None)
