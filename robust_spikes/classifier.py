@@ -311,12 +311,8 @@ class SpikingClassifier(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_input(x, self.encoder, self.input_range)
-        if self._mean is not None and self._std is not None:
-            x = normalize(x, self._mean, self._std, self.encoder)
+        x, plan = self._prepare(x)
         host, net = self._host, self.net
-        neurons = host.neurons(net)
-        plan = self._plan_for(neurons, x)
         call = self._call_hook  # an active gradient mode's per-call hook
         if call is not None and (logits := call(x)) is not None:
             return logits  # a transfer model (the ANN twin) answered instead
@@ -329,6 +325,13 @@ class SpikingClassifier(nn.Module):
         finally:
             host.reset(stateful)  # drop every reference to this call's graph
         return self._read(spikes, membrane, x.shape[0])
+
+    def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, Plan]:
+        """The checked, normalised input and the plan that drives the network on it."""
+        x = check_input(x, self.encoder, self.input_range)
+        if self._mean is not None and self._std is not None:
+            x = normalize(x, self._mean, self._std, self.encoder)
+        return x, self._plan_for(self._host.neurons(self.net), x)
 
     @contextlib.contextmanager
     def _stream(self) -> Iterator[Callable[[torch.Tensor, int], torch.Tensor]]:
@@ -353,11 +356,8 @@ class SpikingClassifier(nn.Module):
 
         def span(x: torch.Tensor, steps: int) -> torch.Tensor:
             steps = check_num_steps(steps)
-            x = check_input(x, self.encoder, self.input_range)
-            if self._mean is not None and self._std is not None:
-                x = normalize(x, self._mean, self._std, self.encoder)
-            plan = self._plan_for(host.neurons(net), x)
-            if plan.output == "recording":
+            x, plan = self._prepare(x)
+            if plan.static_input:  # its time loop (recording or logits) cannot be split
                 raise TypeError(
                     f"{type(net).__name__} runs its own time loop inside forward, so its "
                     "steps cannot be split into periods; write it to take one step per "

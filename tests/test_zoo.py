@@ -498,6 +498,10 @@ def test_snntorch_net_with_its_own_loop_returning_logits() -> None:
     check_equal_to(rs.SpikingClassifier(net, num_steps=T), loop, x)
     with pytest.raises(ValueError, match=r"runs 5 time steps per call .* pass num_steps=5"):
         rs.SpikingClassifier(OwnLoopLogits(5), num_steps=T)(x)
+    # HIRE's spans split the time loop: impossible for a net that runs its own
+    model = rs.SpikingClassifier(net, num_steps=T)
+    with model._stream() as span, pytest.raises(TypeError, match="own time loop"):
+        span(x, 1)
 
 
 def test_explicit_state_net_must_return_its_state() -> None:
