@@ -27,6 +27,8 @@ from torchattacks.attack import Attack
 
 from robust_spikes._checks import check_positive_int
 from robust_spikes._random import mixed_seed
+from robust_spikes.attacks._eot import Expectation
+from robust_spikes.attacks._square import Square
 
 __all__ = ["AdaptiveEnsemble", "Member", "default_members"]
 
@@ -67,27 +69,28 @@ class Member:
     surrogate: Any = None
 
 
+def _expected(model: nn.Module, eot: int) -> nn.Module:
+    """The model itself, or for ``eot > 1`` its :class:`Expectation` over ``eot`` draws,
+    all drawn in one batched call (EOT, Athalye et al. 2018)."""
+    return Expectation(model, eot) if eot > 1 else model
+
+
 def _fgsm(model: nn.Module, eps: float, eot: int) -> Any:
-    if eot > 1:  # one EOT step of size eps from the clean image
-        return torchattacks.EOTPGD(
-            model, eps=eps, alpha=eps, steps=1, eot_iter=eot, random_start=False
-        )
-    return torchattacks.FGSM(model, eps=eps)
+    return torchattacks.FGSM(_expected(model, eot), eps=eps)
 
 
 def _pgd(
     steps: int, norm: Norm, alpha_steps: int | None = None
 ) -> Callable[[nn.Module, float, int], Any]:
-    """PGD (EOT-PGD for ``eot > 1``) of ``steps`` steps of size ``2.5 * eps / alpha_steps``
-    (default ``alpha_steps = steps``), random start."""
+    """PGD of ``steps`` steps of size ``2.5 * eps / alpha_steps`` (default ``alpha_steps =
+    steps``), random start; on the EOT expectation of the model for ``eot > 1``."""
 
     def build(model: nn.Module, eps: float, eot: int) -> Any:
         alpha = 2.5 * eps / (alpha_steps or steps)
+        target = _expected(model, eot)
         if norm == "L2":
-            return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps)
-        if eot > 1:
-            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot)
-        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+            return torchattacks.PGDL2(target, eps=eps, alpha=alpha, steps=steps)
+        return torchattacks.PGD(target, eps=eps, alpha=alpha, steps=steps, random_start=True)
 
     return build
 
@@ -95,14 +98,20 @@ def _pgd(
 def _apgd(loss: str, steps: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
     def build(model: nn.Module, eps: float, eot: int) -> Any:
         return torchattacks.APGD(
-            model, norm=norm, eps=eps, steps=steps, loss=loss, eot_iter=eot, seed=0
+            _expected(model, eot), norm=norm, eps=eps, steps=steps, loss=loss, seed=0
         )
 
     return build
 
 
 def _square(queries: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
+    """Square: our per-sample, batched-proposal search for Linf, torchattacks' for L2."""
+
     def build(model: nn.Module, eps: float, eot: int) -> Any:
+        if norm == "Linf":
+            # seeded from the global RNG, which the ensemble seeds per member
+            seed = int(torch.randint(0, 2**62, (1,)))
+            return Square(model, eps=eps, n_queries=queries, seed=seed)
         return torchattacks.Square(model, norm=norm, eps=eps, n_queries=queries, seed=0)
 
     return build
@@ -226,12 +235,16 @@ class AdaptiveEnsemble(Attack):
     is always judged on the true model outside any gradient mode. When the model is
     stochastic (``model.is_stochastic``, or ``stochastic=True`` for a model that draws
     noise without declaring it), gradient members average ``eot`` gradient samples per
-    step (EOT, Athalye et al. 2018) and success is judged by a majority vote over
-    ``predict_samples`` forward passes.
+    step (EOT, Athalye et al. 2018; drawn in one batched call, see
+    :class:`~robust_spikes.attacks.Expectation`) and success is judged by a majority vote
+    over ``predict_samples`` forward passes. Square (Linf) is our batched implementation
+    (``attacks._square``: per-sample windows, 8 proposals per forward pass), several
+    times faster than torchattacks' and stronger per query on spiking networks.
 
     Escalation: when transfer or query members (the ANN twin, Square) break samples that
     the white-box members missed, PGD with ``escalate_steps`` steps and
-    ``escalate_restarts`` random restarts, through the model's own gradient and five
+    ``escalate_restarts`` random restarts (run side by side, as copies of the samples in
+    one batch), through the model's own gradient and five
     more catalogue surrogates, attacks those samples only, before the call returns. The
     returned examples and :attr:`broken_by` do not change (those samples are broken
     either way); :attr:`escalated` says, per sample, whether the escalated white-box
@@ -374,17 +387,19 @@ class AdaptiveEnsemble(Attack):
             return out
         start = time.perf_counter()
         alive = torch.tensor(gap, device=y.device)
-        for restart in range(self.escalate_restarts):
-            for member in escalation_members(self.model, self.norm, self.escalate_steps):
-                if alive.numel() == 0:
-                    break
-                candidate = self._run(member, x[alive], y[alive], eot, f"#{restart}")
-                with torch.random.fork_rng(devices=[]):
-                    fooled = ~self._correct(candidate, y[alive])
-                for j, i in enumerate(alive.tolist()):
-                    if fooled[j]:
-                        out[i] = True
-                alive = alive[~fooled]
+        copies = self.escalate_restarts  # restarts run side by side, as copies in one batch
+        for member in escalation_members(self.model, self.norm, self.escalate_steps):
+            if alive.numel() == 0:
+                break
+            x_rep = x[alive].repeat(copies, *([1] * (x.dim() - 1)))
+            candidate = self._run(member, x_rep, y[alive].repeat(copies), eot, "#restarts")
+            with torch.random.fork_rng(devices=[]):
+                fooled = ~self._correct(candidate, y[alive].repeat(copies))
+            fooled = fooled.view(copies, -1).any(0)
+            for j, i in enumerate(alive.tolist()):
+                if fooled[j]:
+                    out[i] = True
+            alive = alive[~fooled]
         for i in gap:
             if out[i] is None:
                 out[i] = False
