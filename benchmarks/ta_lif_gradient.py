@@ -42,7 +42,7 @@ import torchattacks
 from torch import nn
 
 import robust_spikes as rs
-from robust_spikes.app.demo import format_eps
+from robust_spikes.evaluation._report import format_eps
 
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-2

@@ -34,7 +34,8 @@ from robust_spikes.encoders import Direct, Encoder
 from robust_spikes.frameworks import Host, detect
 
 if TYPE_CHECKING:
-    from robust_spikes.gradients import GradientContext, Surrogate
+    from robust_spikes.gradients import Surrogate
+    from robust_spikes.gradients._modes import GradientContext
 
 __all__ = ["SpikingClassifier"]
 
@@ -570,8 +571,7 @@ class SpikingClassifier(nn.Module):
                 :func:`robust_spikes.gradients.ensemble`) or ``None``.
 
         Returns:
-            A :class:`robust_spikes.gradients.GradientContext`; entering it returns this
-            model.
+            A context manager (``GradientContext``); entering it returns this model.
 
         Raises:
             ValueError: unknown ``mode`` (the message lists the modes); a ``surrogate``
@@ -592,7 +592,7 @@ class SpikingClassifier(nn.Module):
             >>> x.grad.shape
             torch.Size([2, 1, 8, 8])
         """
-        from robust_spikes.gradients import GradientContext
+        from robust_spikes.gradients._modes import GradientContext
 
         return GradientContext(self, mode, surrogate)
 

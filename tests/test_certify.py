@@ -19,8 +19,9 @@ from scipy import stats
 from torch import nn
 
 import robust_spikes as rs
-from robust_spikes.evaluation import CertificationResult, certify, clopper_pearson, predict
+from robust_spikes.evaluation import CertificationResult, certify, predict
 from robust_spikes.evaluation._stats import binomial_pvalue as _binomial_pvalue
+from robust_spikes.evaluation._stats import clopper_pearson
 
 PHI = statistics.NormalDist()
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from helpers import trained
 
-from robust_spikes.app.cli import build_parser, load_model, main
+from robust_spikes.app._loading import load_model
+from robust_spikes.app.cli import build_parser, main
 
 
 @pytest.fixture(scope="module")

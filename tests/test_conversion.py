@@ -21,7 +21,10 @@ from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
 import robust_spikes as rs
-from robust_spikes.conversion import LIF_BETA, ChannelAffine, convert, robust_finetune, thresholds
+from robust_spikes.conversion import convert, robust_finetune, thresholds
+from robust_spikes.conversion._calibrate import percentile
+from robust_spikes.conversion._convert import LIF_BETA
+from robust_spikes.conversion._graph import ChannelAffine
 
 TARGETS = ("snntorch", "spikingjelly")
 
@@ -163,11 +166,11 @@ def test_percentile_matches_numpy() -> None:
         values = torch.randn(n, generator=g) * 3
         for q in (0.0, 12.5, 50.0, 99.7, 100.0):
             want = np.percentile(values.double().numpy(), q)
-            assert rs.conversion.percentile(values, q) == pytest.approx(want, rel=1e-12, abs=0)
+            assert percentile(values, q) == pytest.approx(want, rel=1e-12, abs=0)
     with pytest.raises(ValueError, match=r"q must be in \[0, 100\], got 101"):
-        rs.conversion.percentile(values, 101)
+        percentile(values, 101)
     with pytest.raises(ValueError, match="values must be non-empty"):
-        rs.conversion.percentile(torch.zeros(0), 50)
+        percentile(torch.zeros(0), 50)
 
 
 @pytest.mark.parametrize("target", TARGETS)

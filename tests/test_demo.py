@@ -13,7 +13,8 @@ import pytest
 
 import robust_spikes
 from robust_spikes.app.cli import main
-from robust_spikes.app.demo import MODELS, DemoResult, comparison_table, format_eps, run_demo
+from robust_spikes.app.demo import MODELS, DemoResult, comparison_table, run_demo
+from robust_spikes.evaluation._report import format_eps
 
 EPS = (8 / 255,)
 

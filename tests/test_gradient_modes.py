@@ -11,8 +11,8 @@ from spikingjelly.activation_based import neuron
 from torch import nn
 
 from robust_spikes import SpikingClassifier
-from robust_spikes.gradients import MODES, Triangle, rga_derivative
-from robust_spikes.gradients._rate import leak_and_scale
+from robust_spikes.gradients import MODES, Triangle
+from robust_spikes.gradients._rate import leak_and_scale, rga_derivative
 
 RATE_MODES = ["bptr", "rga"]
 MODELS = ["snntorch", "spikingjelly"]

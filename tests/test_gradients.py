@@ -23,15 +23,14 @@ from robust_spikes.gradients import (
     SURROGATES,
     Exponential,
     ExponentialD,
-    GradientContext,
     Rectangular,
-    SpikeFunction,
     StraightThrough,
     Surrogate,
-    Tie,
     Triangle,
     ensemble,
 )
+from robust_spikes.gradients._modes import GradientContext
+from robust_spikes.gradients._surrogates import SpikeFunction, Tie
 
 CATALOGUE = [*ensemble(), PDSG()]
 MODELS = ["snntorch", "spikingjelly", "snntorch-ta-lif", "spikingjelly-ta-lif"]

@@ -16,6 +16,7 @@ from torch import nn
 
 import robust_spikes as rs
 from robust_spikes import SpikingClassifier
+from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.neurons import StochasticGate, ThresholdAdaptation
 from robust_spikes.neurons.functional import concrete_gate, relaxed_gate
 
@@ -79,7 +80,7 @@ def run_layer(layer: nn.Module, x_seq: torch.Tensor, mode: str = "s") -> torch.T
 
 
 def _init_hidden(layer: nn.Module) -> bool:
-    host = layer.base_host() if isinstance(layer, rs.neurons.NeuronAdapter) else layer
+    host = layer.base_host() if isinstance(layer, NeuronAdapter) else layer
     return bool(getattr(host, "init_hidden", True))
 
 

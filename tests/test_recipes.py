@@ -20,8 +20,8 @@ from robust_spikes.training import (
     OrthogonalRetraction,
     fit,
     hire,
-    retract,
 )
+from robust_spikes.training._regularizers import retract
 
 
 def _model(seed: int = 0, net: nn.Module | None = None, num_steps: int = NUM_STEPS):

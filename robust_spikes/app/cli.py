@@ -22,21 +22,13 @@ import robust_spikes
 from robust_spikes.app._loading import (
     UsageError,
     init_distributed,
-    load_model,
     model_and_data,
     rank,
 )
-from robust_spikes.app.demo import DATASETS, DEFAULT_EPS, DEFAULT_SEEDS, format_eps, run_demo
+from robust_spikes.app.demo import DATASETS, DEFAULT_EPS, DEFAULT_SEEDS, run_demo
+from robust_spikes.evaluation._report import format_eps
 
-__all__ = [
-    "COMMANDS",
-    "Command",
-    "build_parser",
-    "load_model",
-    "main",
-    "parse_eps",
-    "positive_int",
-]
+__all__ = ["main"]
 
 PROG = "robust-spikes"
 

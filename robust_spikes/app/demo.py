@@ -57,7 +57,6 @@ __all__ = [
     "MODELS",
     "DemoResult",
     "build_net",
-    "format_eps",
     "run_demo",
 ]
 

@@ -26,7 +26,7 @@ from robust_spikes._checks import check_num_steps, check_positive_int
 from robust_spikes._optional import require
 from robust_spikes.conversion._calibrate import calibrate
 from robust_spikes.conversion._graph import check_folding, insert_neurons, prepare
-from robust_spikes.gradients import Tie
+from robust_spikes.gradients._surrogates import Tie
 
 __all__ = ["LIF_BETA", "convert", "thresholds"]
 
@@ -61,8 +61,8 @@ def convert(
     1. every ReLU (``nn.ReLU`` modules, ``F.relu``/``torch.relu``/``x.relu()`` in the traced
        code; ``nn.ReLU6``/``F.relu6`` with the threshold capped at 6) becomes a spiking layer:
        an integrate-and-fire neuron (``neuron="if"``) or a leaky one (``"lif"``, leak
-       :data:`LIF_BETA` per step), each call site its own layer (a
-       ReLU module used twice, as in torchvision's ResNet blocks, gives two layers). Its
+       ``LIF_BETA = 0.95`` per step, SpikingJelly ``tau = 20``), each call site its own
+       layer (a ReLU module used twice, as in torchvision's ResNet blocks, gives two layers). Its
        spikes carry the amplitude of its threshold, so the time average of its output
        approximates the ReLU's output and biases keep their scale;
     2. batch norm (eval statistics) is folded into the convolution or linear layer before

@@ -3,7 +3,6 @@
 * :func:`certify` / :func:`predict`: randomized-smoothing certification (Cohen et al.
   2019) with Gaussian noise (l2 radius) or Bernoulli rate coding (l1 radius, Mukhoty et
   al. 2024), with per-sample records in a :class:`CertificationResult`;
-* :func:`clopper_pearson`: exact binomial confidence bounds (no scipy needed);
 * :func:`evaluate`: clean and robust accuracy under the paper and adaptive protocols,
   with resumable per-sample records, distributed runs and checks for gradient masking
   (:data:`MASKING_CODES`), summarised in a :class:`RobustnessReport`.
@@ -30,7 +29,6 @@ from robust_spikes.evaluation._certify import certify, predict
 from robust_spikes.evaluation._evaluate import evaluate
 from robust_spikes.evaluation._flags import CODES as MASKING_CODES
 from robust_spikes.evaluation._report import RobustnessReport
-from robust_spikes.evaluation._stats import clopper_pearson
 
 __all__ = [
     "MASKING_CODES",
@@ -38,7 +36,6 @@ __all__ = [
     "CertifiedSample",
     "RobustnessReport",
     "certify",
-    "clopper_pearson",
     "evaluate",
     "predict",
 ]

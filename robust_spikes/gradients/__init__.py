@@ -9,70 +9,47 @@ exactly; ``"ann"`` (the ReLU twin, :mod:`._twin`) replaces it.
 
 Constants (plain values, documented here because they cannot carry a docstring):
 
-* ``MODES``: ``dict[str, type[GradientMode]]``, gradient-mode name to the
-  :class:`GradientMode` class that :class:`GradientContext` installs.
+* ``MODES``: ``dict[str, type]``, gradient-mode name (what ``model.gradient(mode)``
+  takes) to the class that implements the mode.
 * ``SURROGATES``: ``dict[str, type[Surrogate]]``, surrogate name (the class's ``name``)
   to the :class:`Surrogate` class; construct one with its shape parameter.
-* ``Tie``: ``Literal[">", ">="]``, the host's firing rule at ``u = Vth``: ``">"`` fires
-  on ``u - Vth > 0`` (snnTorch), ``">="`` on ``u - Vth >= 0`` (SpikingJelly). A type
-  alias for annotations, not a value to call.
 
 Shape:
-    no tensors: ``MODES`` and ``SURROGATES`` map ``str`` names to classes; ``Tie`` is a
-    type alias whose two allowed values are ``str``.
+    no tensors: ``MODES`` and ``SURROGATES`` map ``str`` names to classes.
 
 Example:
-    >>> import typing
-    >>> import torch
     >>> sorted(MODES)
     ['ann', 'bptr', 'bptt', 'pdsg', 'rga']
     >>> sorted(SURROGATES)
     ['exponential', 'exponential-d', 'pdsg', 'rectangular', 'straight-through', 'triangle']
     >>> SURROGATES["triangle"](gamma=0.5)
     Triangle(gamma=0.5)
-    >>> typing.get_args(Tie)
-    ('>', '>=')
-    >>> spike(torch.zeros(1), Triangle(), tie=typing.get_args(Tie)[1])
-    tensor([1.])
 """
 
-from robust_spikes.gradients._modes import MODES, GradientContext, GradientMode, SurrogateGradient
-from robust_spikes.gradients._rate import BPTR, RGA, rga_derivative
+# _rate and _twin register "bptr", "rga" and "ann" in MODES when imported.
+from robust_spikes.gradients import _rate, _twin  # noqa: F401
+from robust_spikes.gradients._modes import MODES
 from robust_spikes.gradients._surrogates import (
     PDSG,
     SURROGATES,
     Exponential,
     ExponentialD,
     Rectangular,
-    SpikeFunction,
     StraightThrough,
     Surrogate,
-    Tie,
     Triangle,
     ensemble,
-    spike,
 )
-from robust_spikes.gradients._twin import ANNTwin
 
 __all__ = [
-    "BPTR",
     "MODES",
     "PDSG",
-    "RGA",
     "SURROGATES",
-    "ANNTwin",
     "Exponential",
     "ExponentialD",
-    "GradientContext",
-    "GradientMode",
     "Rectangular",
-    "SpikeFunction",
     "StraightThrough",
     "Surrogate",
-    "SurrogateGradient",
-    "Tie",
     "Triangle",
     "ensemble",
-    "rga_derivative",
-    "spike",
 ]

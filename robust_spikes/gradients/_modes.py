@@ -113,7 +113,7 @@ class SurrogateGradient(GradientMode):
     Example:
         >>> import snntorch as snn
         >>> from robust_spikes import SpikingClassifier
-        >>> from robust_spikes.gradients import SpikeFunction, Triangle
+        >>> from robust_spikes.gradients import Triangle
         >>> lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
         >>> model = SpikingClassifier(nn.Sequential(nn.Linear(4, 2), lif), num_steps=2)
         >>> mode = SurrogateGradient(model, Triangle(gamma=1.0))

@@ -6,14 +6,12 @@
 * :func:`record_signature`: the neural dynamic signature TA-LIF compares against.
 """
 
-from robust_spikes._adapters import NeuronAdapter
 from robust_spikes.neurons import functional
 from robust_spikes.neurons._adapt import adapt, unwrap
 from robust_spikes.neurons._gating import StochasticGate
 from robust_spikes.neurons._threshold import ThresholdAdaptation, record_signature
 
 __all__ = [
-    "NeuronAdapter",
     "StochasticGate",
     "ThresholdAdaptation",
     "adapt",

@@ -11,7 +11,7 @@ or ``before_epoch(model, epoch)``, such as :class:`GatePenalty` and
 from robust_spikes.training._adversaries import FGSM, PGD, RFGSM, TRADES, Adversary
 from robust_spikes.training._fit import History, fit
 from robust_spikes.training._hire import hire
-from robust_spikes.training._regularizers import GatePenalty, OrthogonalRetraction, retract
+from robust_spikes.training._regularizers import GatePenalty, OrthogonalRetraction
 
 __all__ = [
     "FGSM",
@@ -24,5 +24,4 @@ __all__ = [
     "OrthogonalRetraction",
     "fit",
     "hire",
-    "retract",
 ]
