@@ -48,8 +48,10 @@ class Square(Attack):
     Args:
         model: maps images ``[N, C, H, W]`` in [0, 1] to logits ``[N, K]``.
         eps: Linf radius in the [0, 1] image scale.
-        n_queries: queries per sample (the first, stripe-start query included).
+        n_queries: queries per sample and restart (the stripe-start query included).
         proposals: candidates per sample evaluated in one forward pass per step.
+        restarts: independent searches per sample, run side by side in one batch; the
+            copy with the lowest margin is returned.
         p_init: initial window area as a fraction of the image.
         seed: seeds the attack's own generator.
 
@@ -57,7 +59,8 @@ class Square(Attack):
         ``images``: ``[N, C, H, W]`` in [0, 1], ``labels``: ``[N]`` -> ``[N, C, H, W]``,
         within ``eps`` of ``images`` and in [0, 1].
 
-    After a call, :attr:`queries` holds the queries each sample used (``[N]``).
+    After a call, :attr:`queries` holds the queries each sample used, summed over its
+    restarts (``[N]``).
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
@@ -74,6 +77,7 @@ class Square(Attack):
         n_queries: int = 5000,
         *,
         proposals: int = 8,
+        restarts: int = 1,
         p_init: float = 0.8,
         seed: int = 0,
     ) -> None:
@@ -85,6 +89,7 @@ class Square(Attack):
         self.eps, self.p_init, self.seed = float(eps), float(p_init), int(seed)
         self.n_queries = check_positive_int("n_queries", n_queries)
         self.proposals = check_positive_int("proposals", proposals)
+        self.restarts = check_positive_int("restarts", restarts)
         self.supported_mode = ["default"]
         self.queries = torch.zeros(0, dtype=torch.long)
 
@@ -97,6 +102,16 @@ class Square(Attack):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = images.clone().detach().to(self.device)
         y = labels.clone().detach().to(self.device)
+        n, r = x.shape[0], self.restarts
+        best, margin, queries = self._search(x.repeat(r, 1, 1, 1), y.repeat(r))
+        # per sample, the copy (restart) with the lowest margin; queries summed over copies
+        pick = margin.view(r, n).argmin(0)
+        self.queries = queries.view(r, n).sum(0)
+        return best.view(r, n, *x.shape[1:])[pick, torch.arange(n)].detach().clone()
+
+    def _search(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, c, h, w = x.shape
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
         eps = self.eps
@@ -104,7 +119,7 @@ class Square(Attack):
             stripes = torch.randint(0, 2, (n, c, 1, w), generator=gen, device=x.device)
             best = (x + eps * (2.0 * stripes - 1)).clamp(0, 1)
             margin = self._margin(best, y)
-            self.queries = torch.ones(n, dtype=torch.long, device=x.device)
+            queries = torch.ones(n, dtype=torch.long, device=x.device)
             k = self.proposals
             rows = torch.arange(h, device=x.device)
             cols = torch.arange(w, device=x.device)
@@ -135,6 +150,6 @@ class Square(Attack):
                 take = alive[better]
                 best[take] = chosen[better]
                 margin[take] = low[better]
-                self.queries[alive] += k_now
+                queries[alive] += k_now
                 used += k_now
-        return best.detach().clone()
+        return best, margin, queries
