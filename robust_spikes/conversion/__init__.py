@@ -12,9 +12,6 @@ Constants (plain values, documented here because they cannot carry a docstring):
   that ``convert(..., neuron="lif")`` makes (snnTorch ``beta``; SpikingJelly
   ``tau = 1 / (1 - LIF_BETA) = 20``).
 
-Shape:
-    no tensors: ``LIF_BETA`` is a Python float, a dimensionless factor per time step.
-
 Example:
     >>> import torch
     >>> from torch import nn

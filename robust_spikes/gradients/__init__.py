@@ -17,10 +17,6 @@ Constants (plain values, documented here because they cannot carry a docstring):
   on ``u - Vth > 0`` (snnTorch), ``">="`` on ``u - Vth >= 0`` (SpikingJelly). A type
   alias for annotations, not a value to call.
 
-Shape:
-    no tensors: ``MODES`` and ``SURROGATES`` map ``str`` names to classes; ``Tie`` is a
-    type alias whose two allowed values are ``str``.
-
 Example:
     >>> import typing
     >>> import torch
