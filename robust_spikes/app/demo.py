@@ -22,10 +22,6 @@ Constants (plain values, documented here because they cannot carry a docstring):
   takes the demo's private training setup and returns a trained
   :class:`~robust_spikes.SpikingClassifier`. Add a model by adding an entry.
 
-Shape:
-    no tensors: ``DEFAULT_EPS`` is a tuple of floats in [0, 1]; ``MODELS`` maps table
-    names (``str``) to builders.
-
 Example:
     >>> [format_eps(eps) for eps in DEFAULT_EPS]
     ['4/255', '8/255']
@@ -204,9 +200,6 @@ class DemoResult(TypedDict):
     :class:`~robust_spikes.evaluation.RobustnessReport`, one per seed),
     ``table`` (the printed Markdown), ``seconds`` (wall time) and ``num_test`` (number of
     test digits evaluated).
-
-    Shape:
-        no tensors: a dict of reports, a ``str``, a float in seconds and an int.
 
     Example:
         >>> result = DemoResult(reports={}, table="| model |", seconds=1.5, num_test=12)

@@ -43,15 +43,12 @@ class Member:
     Attributes:
         name: shown in records, e.g. ``"PGD-20/triangle(1)"``.
         build: ``(model, eps, eot) -> torchattacks.Attack`` (``eot`` is the number of
-            gradient samples per step: 1 for a deterministic model).
+            gradient samples per step: 1 for a deterministic model); the attack maps
+            images ``x``: ``[N, C, H, W]`` in [0, 1] and labels ``y``: ``[N]`` to
+            ``x_adv`` of the shape of ``x``, within ``eps`` (in the [0, 1] image scale).
         mode: gradient mode for :meth:`~robust_spikes.SpikingClassifier.gradient`, or
             ``None`` for the model as it is (query attacks, the host surrogate).
         surrogate: the surrogate of mode ``"bptt"``.
-
-    Shape:
-        no tensors of its own; the attack that ``build`` returns maps images ``x``:
-        ``[N, C, H, W]`` in [0, 1] and labels ``y``: ``[N]`` to ``x_adv`` of the shape of
-        ``x``, within ``eps`` (in the [0, 1] image scale) of ``x``.
 
     Example:
         >>> import torchattacks
@@ -134,11 +131,8 @@ def default_members(model: Any, *, norm: Norm = "Linf", square_queries: int = 50
         square_queries: query budget of Square; 0 leaves Square out.
 
     Returns:
-        A new list of :class:`Member`.
-
-    Shape:
-        no tensors: returns a list of members; each built attack maps ``x``: ``[N, C, H,
-        W]`` in [0, 1] and ``y``: ``[N]`` to ``x_adv`` of the shape of ``x``.
+        A new list of :class:`Member`; each built attack maps ``x``: ``[N, C, H, W]`` in
+        [0, 1] and ``y``: ``[N]`` to ``x_adv`` of the shape of ``x``.
 
     Example:
         >>> import snntorch as snn

@@ -227,9 +227,8 @@ def thresholds(net: nn.Module) -> dict[str, nn.Parameter]:
         ``{name: parameter}`` in ``net.named_modules()`` order (empty if there are none).
 
     Shape:
-        no tensors in (a module); each returned parameter has the shape the neuron keeps
-        (0-dim for snnTorch ``threshold`` and for the neurons of :func:`convert`), in
-        membrane-potential units.
+        each returned parameter has the shape the neuron keeps (0-dim for snnTorch
+        ``threshold`` and for the neurons of :func:`convert`), in membrane-potential units.
 
     Example:
         >>> import snntorch as snn

@@ -14,9 +14,6 @@ Constants (plain values, documented here because they cannot carry a docstring):
   ``{"code": ..., "message": ...}`` whose code is one of them (Athalye et al., ICML
   2018; Carlini et al. 2019).
 
-Shape:
-    no tensors: ``MASKING_CODES`` is a tuple of 9 ``str``.
-
 Example:
     >>> len(MASKING_CODES), MASKING_CODES[0]
     (9, 'non-monotone')

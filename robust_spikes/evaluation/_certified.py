@@ -25,10 +25,6 @@ class CertifiedSample:
         p_lower: one-sided Clopper-Pearson lower bound of the top class's probability.
         count: how many of the ``n`` noisy samples the base model gave the top class.
 
-    Shape:
-        no tensors: Python ints, floats and a bool, one record per certified sample;
-        ``radius`` is in the [0, 1] image scale (l2 or l1 ball, see ``norm``).
-
     Example:
         >>> sample = CertifiedSample(index=0, label=3, prediction=3, radius=0.5,
         ...                          correct=True, p_lower=0.98, count=99)
@@ -49,6 +45,8 @@ class CertifiedSample:
 class CertificationResult:
     """Per-sample certificates and the settings that produced them.
 
+    Accuracies and rates are fractions in [0, 1], radii in the [0, 1] image scale.
+
     Attributes:
         records: one :class:`CertifiedSample` per certified sample, in data order.
         sigma: Gaussian noise level (``None`` for ``norm="l1"``).
@@ -58,10 +56,6 @@ class CertificationResult:
         norm: ``"l2"`` (Gaussian smoothing) or ``"l1"`` (Bernoulli rate coding).
         seed: base seed of the per-sample generators.
         num_classes: number of classes of the model.
-
-    Shape:
-        no tensors: a list of :class:`CertifiedSample` records and plain settings;
-        accuracies and rates are fractions in [0, 1], radii in the [0, 1] image scale.
 
     Example:
         >>> records = [

@@ -20,9 +20,6 @@ __all__ = ["RobustnessReport", "format_eps", "plot_curves"]
 def format_eps(eps: float) -> str:
     """``"8/255"`` for multiples of 1/255 in (0, 1), else the shortest ``%g`` form.
 
-    Shape:
-        no tensors: a float radius in the [0, 1] image scale in, a ``str`` out.
-
     Example:
         >>> format_eps(8 / 255), format_eps(0.0), format_eps(0.5)
         ('8/255', '0', '0.5')
@@ -44,17 +41,14 @@ class RobustnessReport:
     back from a records file (:meth:`from_records`) equals the one the run returned.
 
     Accuracies are fractions in [0, 1] of all evaluated samples; a sample counts as robust
-    at a radius only if it is classified correctly clean and under every attack. For the
-    adaptive protocol (a cascade), the accuracy under a member is the accuracy after that
-    member and every earlier one; for the paper protocol each attack sees every sample.
+    at a radius ``eps`` (in the [0, 1] image scale) only if it is classified correctly clean
+    and under every attack. For the adaptive protocol (a cascade), the accuracy under a
+    member is the accuracy after that member and every earlier one; for the paper protocol
+    each attack sees every sample.
 
     Args:
         records: one dict per sample, as written to the records file.
         settings: the evaluation's settings (the records file's header).
-
-    Shape:
-        no tensors: per-sample dicts of plain values in, plain values out; accuracies are
-        fractions in [0, 1], radii ``eps`` in the [0, 1] image scale.
 
     Example:
         >>> import snntorch as snn, torch

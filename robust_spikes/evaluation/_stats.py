@@ -138,12 +138,9 @@ def clopper_pearson(
         alpha: error probability in (0, 1); the confidence level is ``1 - alpha``.
         side: ``"two-sided"``, ``"lower"`` or ``"upper"``.
 
-    Shape:
-        no tensors: Python ints and a float in; a pair of floats in [0, 1] out.
-
     Returns:
-        ``(low, high)``: always a pair, with ``high = 1.0`` for ``side="lower"`` and
-        ``low = 0.0`` for ``side="upper"``.
+        ``(low, high)``: always a pair of floats in [0, 1], with ``high = 1.0`` for
+        ``side="lower"`` and ``low = 0.0`` for ``side="upper"``.
 
     Raises:
         ValueError: ``trials`` not a positive int, ``successes`` outside ``[0, trials]``,

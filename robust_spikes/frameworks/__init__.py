@@ -54,9 +54,6 @@ def host_named(name: str) -> Host:
     Raises:
         ValueError: ``name`` is not one of :func:`host_names`.
 
-    Shape:
-        no tensors: takes a name, returns a :class:`Host`.
-
     Example:
         >>> host_named("snntorch").name
         'snntorch'
@@ -70,9 +67,6 @@ def host_of(module: nn.Module) -> Host | None:
     """The :class:`Host` whose neuron ``module`` is (or wraps, for an adapter), else None.
 
     Only frameworks already imported are asked: a module cannot belong to another.
-
-    Shape:
-        no tensors: takes a module, returns a :class:`Host` or ``None``.
 
     Example:
         >>> import snntorch as snn

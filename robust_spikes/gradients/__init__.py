@@ -14,9 +14,6 @@ Constants (plain values, documented here because they cannot carry a docstring):
 * ``SURROGATES``: ``dict[str, type[Surrogate]]``, surrogate name (the class's ``name``)
   to the :class:`Surrogate` class; construct one with its shape parameter.
 
-Shape:
-    no tensors: ``MODES`` and ``SURROGATES`` map ``str`` names to classes.
-
 Example:
     >>> sorted(MODES)
     ['ann', 'bptr', 'bptt', 'pdsg', 'rga']

@@ -59,11 +59,6 @@ class GradientMode:
         model: the classifier whose network is changed.
         surrogate: the mode's surrogate, for modes that take one.
 
-    Shape:
-        no tensors of its own: it changes how the gradient of the model's ``[N, ...] ->
-        [N, K]`` call flows back to the input; :meth:`install` and :meth:`restore` take
-        and return nothing.
-
     Example:
         >>> import snntorch as snn
         >>> from robust_spikes import SpikingClassifier
@@ -105,10 +100,6 @@ class SurrogateGradient(GradientMode):
             install, a neuron whose spike function is not the Heaviside step of its host
             (e.g. SpikingJelly's multi-level ``MultiLevelSpikeCount`` or a surrogate with
             ``spiking=False``), which another surrogate would change in the forward pass.
-
-    Shape:
-        no tensors of its own: the model still maps ``[N, ...]`` to ``[N, K]``; each
-        replaced spike function maps ``u - Vth`` of any shape to spikes of that shape.
 
     Example:
         >>> import snntorch as snn
@@ -188,11 +179,11 @@ MODES: dict[str, type[GradientMode]] = {
 class GradientContext:
     """``with model.gradient(mode, ...):`` changes the backward pass inside the block.
 
-    On enter, the mode is installed on the model's network; on exit (also by an
-    exception) every change is undone. The forward pass, ``state_dict`` and train/eval
-    modes are untouched throughout. Entering a second context on a network whose neurons
-    are held by an active one raises instead of mixing two modes. Copies of the network
-    made inside the block keep the swapped spike functions.
+    On enter, the mode is installed on the model's network and the model is returned; on
+    exit (also by an exception) every change is undone. The forward pass, ``state_dict`` and
+    train/eval modes are untouched throughout. Entering a second context on a network whose
+    neurons are held by an active one raises instead of mixing two modes. Copies of the
+    network made inside the block keep the swapped spike functions.
 
     Args:
         model: the classifier.
@@ -205,10 +196,6 @@ class GradientContext:
             mode does not take.
         TypeError: a ``surrogate`` that is not a :class:`Surrogate`.
         RuntimeError: on enter, another gradient context is active on the same neurons.
-
-    Shape:
-        no tensors of its own: a context manager; entering it returns the model, which
-        still maps ``x``: ``[N, C, H, W]`` or ``[N, F]`` to ``[N, K]`` logits.
 
     Example:
         >>> import snntorch as snn

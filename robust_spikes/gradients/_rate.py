@@ -250,18 +250,14 @@ class _RateGradient(GradientMode):
 class BPTR(_RateGradient):
     """Backward pass through rate: ``grad_in(t) = grad_out(t) * 1[rate > 0]`` per neuron.
 
-    The rate is the neuron's mean firing rate over the ``T`` steps of the current call;
-    no gradient flows through the membrane recurrence. The forward pass is the model's
-    own, bit-for-bit. See the module docstring for the mechanism.
+    The rate is the neuron's mean firing rate over the ``T`` steps of the current call, so
+    the factor is ``[N, ...]`` (one value per neuron and sample), shared by all ``T``
+    steps; no gradient flows through the membrane recurrence. The forward pass is the
+    model's own, bit-for-bit. See the module docstring for the mechanism.
 
     Raises:
         ValueError: a ``surrogate`` is given; on enter, a classifier with
             ``compile=True``.
-
-    Shape:
-        no tensors of its own: the model still maps ``x``: ``[N, C, H, W]`` or ``[N, F]``
-        to ``[N, K]`` logits; per neuron, the backward factor is ``[N, ...]`` (one value
-        per neuron and sample, the neuron's own shape), shared by all ``T`` steps.
 
     Example:
         >>> import snntorch as snn
@@ -285,7 +281,8 @@ class BPTR(_RateGradient):
 class RGA(_RateGradient):
     """Rate gradient approximation: ``grad_in(t) = grad_out(t) * r'(xbar) * scale``.
 
-    ``xbar`` is the neuron's time-mean input current over the call, ``r'`` is
+    ``xbar`` is the neuron's time-mean input current over the call (``[N, ...]``, one
+    value per neuron and sample, so the factor is shared by all ``T`` steps), ``r'`` is
     :func:`rga_derivative` with ``gamma = 0.2`` and the neuron's leak factor, and
     ``scale`` (:func:`leak_and_scale`) expresses the current in units of the threshold
     (``1 / threshold``; for SpikingJelly ``decay_input=True`` also ``1 - tau``). The
@@ -295,11 +292,6 @@ class RGA(_RateGradient):
         ValueError: a ``surrogate`` is given; on enter, a classifier with
             ``compile=True``.
         TypeError: on enter, a neuron with no known leak factor.
-
-    Shape:
-        no tensors of its own: the model still maps ``x``: ``[N, C, H, W]`` or ``[N, F]``
-        to ``[N, K]`` logits; per neuron, the backward factor is ``[N, ...]`` (one value
-        per neuron and sample, the neuron's own shape), shared by all ``T`` steps.
 
     Example:
         >>> import snntorch as snn

@@ -373,10 +373,6 @@ def ensemble() -> list[Surrogate]:
     Returns:
         A new list of 17 :class:`Surrogate` instances.
 
-    Shape:
-        no tensors: takes nothing and returns a list of 17 surrogate objects (each maps a
-        tensor of any shape to one of the same shape).
-
     Example:
         >>> members = ensemble()
         >>> len(members), members[0]

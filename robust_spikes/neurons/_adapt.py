@@ -52,7 +52,9 @@ def adapt(
         exclude: names or a predicate of neurons to leave plain.
 
     Returns:
-        The adapted model (``net`` itself when ``inplace``).
+        The adapted model (``net`` itself when ``inplace``); each adapter takes and returns
+        the shapes of the neuron it wraps (e.g. input current ``[N, *F]`` -> spikes
+        ``[N, *F]`` per step).
 
     Raises:
         ValueError: unknown spec name, or ``include`` naming a module that is no neuron.
@@ -60,11 +62,6 @@ def adapt(
             already adapted.
         TypeError: a selected neuron that TA-LIF does not support (the message names it
             and lists the supported types); the stochastic gate wraps every neuron.
-
-    Shape:
-        no tensors in or out: takes and returns an ``nn.Module``; each adapter takes and
-        returns the shapes of the neuron it wraps (e.g. input current ``[N, *F]`` ->
-        spikes ``[N, *F]`` per step).
 
     Example:
         >>> import snntorch as snn
@@ -107,10 +104,6 @@ def unwrap(net: nn.Module, *, inplace: bool = False) -> nn.Module:
 
     The host neurons keep their parameters; adapter parameters (``theta_v``, ``rho``) and
     signatures are dropped.
-
-    Shape:
-        no tensors in or out: takes and returns an ``nn.Module`` whose neurons take and
-        return the shapes they did before adaptation.
 
     Example:
         >>> import snntorch as snn

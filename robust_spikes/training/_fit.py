@@ -33,14 +33,13 @@ Data = Any  # any form of robust_spikes._data's contract: pair, Dataset, DataLoa
 class History:
     """Per-epoch training record returned by :func:`fit`.
 
+    Each attribute holds one float per epoch (``len(history)`` is the number of epochs);
+    accuracies are fractions in [0, 1].
+
     Attributes:
         loss: mean training loss of each epoch (regularizer terms included).
         train_accuracy: accuracy on the clean training batches, measured during the epoch.
         val_accuracy: accuracy on ``val_data`` after each epoch (empty without it).
-
-    Shape:
-        no tensors: three lists of Python floats, one entry per epoch; accuracies are
-        fractions in [0, 1]. ``len(history)`` is the number of epochs.
 
     Example:
         >>> history = History(loss=[0.9, 0.5], train_accuracy=[0.5, 0.75])

@@ -112,10 +112,11 @@ def retract(weight: torch.Tensor, beta: float) -> torch.Tensor:
 class OrthogonalRetraction:
     """SNN-RAT's orthogonal retraction after every optimiser step (Ding et al., NeurIPS 2022).
 
-    For every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` weight (a convolution taken as ``[out,
-    in * k * k]``): ``W <- (1 + beta) W - beta W W^T W`` (:func:`retract`). For a linear
-    layer with more than ``max_rows`` rows, each step retracts a random ``row_fraction`` of
-    its rows as a sub-matrix, drawn from ``generator`` (which ``fit`` saves in checkpoints).
+    For every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` weight (a convolution's ``[out, in,
+    k...]`` taken as ``[out, in * prod(k)]``), in place and keeping its shape:
+    ``W <- (1 + beta) W - beta W W^T W`` (:func:`retract`). For a linear layer with more
+    than ``max_rows`` rows, each step retracts a random ``row_fraction`` of its rows as a
+    sub-matrix, drawn from ``generator`` (which ``fit`` saves in checkpoints).
     SNN-RAT combines it with FGSM-AT at 2/255. METHODS.md gives no ``beta``; ours, 1e-3,
     moves ``W W^T`` measurably towards the identity on the digits within a few epochs.
 
@@ -131,10 +132,6 @@ class OrthogonalRetraction:
     Raises:
         ValueError: bad ``beta``, ``row_fraction`` or ``max_rows``.
         TypeError: a layer in ``layers`` that has no 2-d-able ``weight``.
-
-    Shape:
-        no tensors in or out: :meth:`after_step` updates each weight in place, shape kept
-        (``[out, in]``, or ``[out, in, k...]`` taken as ``[out, in * prod(k)]``).
 
     Example:
         >>> layer = nn.Linear(4, 3)
