@@ -101,14 +101,23 @@ def _apgd(loss: str, steps: int, norm: Norm) -> Callable[[nn.Module, float, int]
     return build
 
 
+SQUARE_CHAIN = 1250  # most queries of one Square search; longer budgets run as restarts
+
+
 def _square(queries: int, norm: Norm) -> Callable[[nn.Module, float, int], Any]:
-    """Square: our per-sample, batched-proposal search for Linf, torchattacks' for L2."""
+    """Square with ``queries`` queries per sample: for Linf our per-sample, batched-proposal
+    search, split into restarts of at most ``SQUARE_CHAIN`` queries that run side by side
+    (on trained digits SNNs four searches of 1,250 queries broke more samples, and more
+    reliably over seeds, than one of 5,000); torchattacks' Square for L2."""
 
     def build(model: nn.Module, eps: float, eot: int) -> Any:
         if norm == "Linf":
+            restarts = -(-queries // SQUARE_CHAIN)
             # seeded from the global RNG, which the ensemble seeds per member
             seed = int(torch.randint(0, 2**62, (1,)))
-            return Square(model, eps=eps, n_queries=queries, seed=seed)
+            return Square(
+                model, eps=eps, n_queries=queries // restarts, restarts=restarts, seed=seed
+            )
         return torchattacks.Square(model, norm=norm, eps=eps, n_queries=queries, seed=0)
 
     return build
@@ -232,8 +241,9 @@ class AdaptiveEnsemble(Attack):
     step (EOT, Athalye et al. 2018; drawn in one batched call, see
     :class:`~robust_spikes.attacks.Expectation`) and success is judged by a majority vote
     over ``predict_samples`` forward passes. Square (Linf) is our batched implementation
-    (``attacks._square``: per-sample windows, 8 proposals per forward pass), several
-    times faster than torchattacks' and stronger per query on spiking networks.
+    (``attacks._square``: per-sample windows, 8 proposals per forward pass, budgets over
+    1,250 queries split into restarts run side by side), several times faster than
+    torchattacks' and stronger per query on spiking networks.
 
     Escalation: when transfer or query members (the ANN twin, Square) break samples that
     the white-box members missed, PGD with ``escalate_steps`` steps and
