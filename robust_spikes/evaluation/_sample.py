@@ -154,6 +154,16 @@ class SampleRecord:
             older than certification).
         other_readout: the prediction under the other readout, ``None`` if there is none
             (or in a record older than the check).
+
+    Example:
+        >>> line = {"index": 3, "label": 1, "prediction": 1, "correct": True,
+        ...         "spikes": 42.0, "grad_norm": 0.5, "sanity": False,
+        ...         "results": {"paper": {"0.1": {"broken_by": "FGSM",
+        ...                                       "fooled_by": ["FGSM"], "norm": 0.1}}},
+        ...         "certified": None, "other_readout": None}
+        >>> record = SampleRecord.from_json(line)
+        >>> record.outcome("paper", 0.1).broken_by, record.to_json() == line
+        ('FGSM', True)
     """
 
     index: int
