@@ -24,6 +24,8 @@ import robust_spikes as rs
 from robust_spikes.attacks import AdaptiveEnsemble, Member
 from robust_spikes.evaluation import MASKING_CODES
 from robust_spikes.evaluation._flags import masking_flags
+from robust_spikes.evaluation._sample import SampleRecord
+from robust_spikes.evaluation._settings import EvaluationSettings
 
 EPS = 0.1
 DATA = Path(__file__).parent / "data"
@@ -169,7 +171,7 @@ def test_masked_gradient_flag_states_the_gap_and_that_escalation_failed(tmp_path
 
 
 # ---------------------------------------------------------- messages from records
-def _records(broken: list[str | None], escalated: list[bool | str | None]) -> list[dict]:
+def _records(broken: list[str | None], escalated: list[bool | str | None]) -> list[SampleRecord]:
     """Synthetic records: ``escalated`` ``"absent"`` leaves the key out (older records)."""
     out = []
     for i, (b, e) in enumerate(zip(broken, escalated, strict=True)):
@@ -182,6 +184,7 @@ def _records(broken: list[str | None], escalated: list[bool | str | None]) -> li
                 "label": 0,
                 "prediction": 0,
                 "correct": True,
+                "spikes": None,
                 "grad_norm": 1.0,
                 "sanity": None,
                 "results": {"adaptive": {"0.1": entry}},
@@ -189,25 +192,35 @@ def _records(broken: list[str | None], escalated: list[bool | str | None]) -> li
                 "other_readout": None,
             }
         )
-    return out
+    return [SampleRecord.from_json(r) for r in out]
 
 
-def _settings(escalation: dict | None) -> dict:
-    return {
-        "protocols": ["adaptive"],
-        "eps": [0.1],
-        "attacks": {
-            "adaptive": [
-                {"name": "PGD-20", "kind": "white-box", "mode": None},
-                {"name": "PGD-20/ann", "kind": "transfer", "mode": "ann"},
-                {"name": "Square-5000", "kind": "black-box", "mode": None},
-            ]
-        },
-        "escalation": escalation,
-        "sanity_eps": None,
-        "convergence": None,
-        "stochastic": False,
-    }
+def _settings(escalation: dict | None) -> EvaluationSettings:
+    return EvaluationSettings.from_json(
+        {
+            "protocol": "adaptive",
+            "protocols": ["adaptive"],
+            "eps": [0.1],
+            "attacks": {
+                "adaptive": [
+                    {"name": "PGD-20", "kind": "white-box", "mode": None},
+                    {"name": "PGD-20/ann", "kind": "transfer", "mode": "ann"},
+                    {"name": "Square-5000", "kind": "black-box", "mode": None},
+                ]
+            },
+            "escalation": escalation,
+            "sanity_eps": None,
+            "convergence": None,
+            "stochastic": False,
+            "norm": "Linf",
+            "seed": 0,
+            "batch_size": 64,
+            "eot": 1,
+            "prediction_samples": 1,
+            "num_data": 100,  # not read by the flags
+            "undeclared_randomness": None,
+        }
+    )
 
 
 ESCALATION = {"steps": 200, "restarts": 3, "surrogates": 6}

@@ -6,6 +6,7 @@ A chunk is ``batch_size`` consecutive samples: the unit of work, of randomness (
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -14,7 +15,8 @@ from torch import nn
 
 from robust_spikes._random import mixed_seed
 from robust_spikes.evaluation import _certify, _sanity
-from robust_spikes.evaluation._settings import certify_settings
+from robust_spikes.evaluation._sample import AttackOutcome, Certificate, SampleRecord
+from robust_spikes.evaluation._settings import CertifySettings, EvaluationSettings, certify_settings
 
 __all__ = ["SANITY_STEPS", "Chunk", "Run", "with_paper"]
 
@@ -45,7 +47,7 @@ class Chunk:
 
         return predict_classes(self.run.model, x, samples, self.run.stochastic)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[SampleRecord]:
         run, x, y = self.run, self.x, self.y
         self.reseed("clean")
         pred = self.correct(x, run.num_samples)
@@ -57,10 +59,10 @@ class Chunk:
         other = _sanity.other_readout(run.model, x, lambda: self.correct(x, run.num_samples))
         # One accuracy definition for both protocols: a stochastic model's prediction is
         # the vote over ``num_samples`` passes, clean and under every attack.
-        results: dict[str, dict[str, Any]] = {p: {} for p in run.protocols}
+        results: dict[str, dict[str, list[AttackOutcome]]] = {p: {} for p in run.protocols}
         for eps in run.eps:
             paper = self.attack("paper", eps) if eps > 0 or "paper" in run.protocols else None
-            if "paper" in run.protocols:
+            if paper is not None and "paper" in run.protocols:
                 results["paper"][repr(eps)] = paper
             if "adaptive" in run.protocols:
                 adaptive = self.attack("adaptive", eps)
@@ -68,27 +70,26 @@ class Chunk:
         sanity: list[bool | None] = [None] * len(y)
         if run.sanity_eps is not None:
             sanity = [b is None for b in self.ensemble(run.sanity, run.sanity_eps, 1, "sanity")[0]]
+        if "adaptive" in results:
+            results["adaptive"] = _sanity.with_escalation(results["adaptive"], self.escalated)
         certified = self.certified()
-        out = []
-        for j in range(len(y)):
-            out.append(
-                {
-                    "index": self.start + j,
-                    "label": int(y[j]),
-                    "prediction": int(pred[j]),
-                    "correct": bool(pred[j] == y[j]),
-                    "spikes": spikes[j],
-                    "grad_norm": grads[j],
-                    "sanity": sanity[j],
-                    "results": {p: {k: v[j] for k, v in results[p].items()} for p in results},
-                    "certified": certified[j],
-                    "other_readout": other[j],
-                }
+        return [
+            SampleRecord(
+                index=self.start + j,
+                label=int(y[j]),
+                prediction=int(pred[j]),
+                correct=bool(pred[j] == y[j]),
+                spikes=spikes[j],
+                grad_norm=grads[j],
+                sanity=sanity[j],
+                results={p: {k: v[j] for k, v in results[p].items()} for p in results},
+                certified=certified[j],
+                other_readout=other[j],
             )
-        _sanity.add_escalation(out, self.escalated)
-        return out
+            for j in range(len(y))
+        ]
 
-    def certified(self) -> list[dict[str, Any] | None]:
+    def certified(self) -> list[Certificate | None]:
         """Each sample's smoothing certificate (:func:`certify`), or ``None`` if not asked."""
         run, n = self.run, len(self.y)
         c = run.certify
@@ -96,11 +97,9 @@ class Chunk:
             return [None] * n
         counter = _certify.VoteCounter(run.model, run.certify_settings, None)
         samples = [(self.start + j, self.x[j], int(self.y[j])) for j in range(n)]
-        certified = _certify.certify_samples(
-            counter, samples, n0=c["n0"], n=c["n"], alpha=c["alpha"]
-        )
+        certified = _certify.certify_samples(counter, samples, n0=c.n0, n=c.n, alpha=c.alpha)
         return [
-            {"prediction": r.prediction, "radius": r.radius, "p_lower": r.p_lower, "count": r.count}
+            Certificate(prediction=r.prediction, radius=r.radius, p_lower=r.p_lower, count=r.count)
             for r in certified
         ]
 
@@ -128,14 +127,12 @@ class Chunk:
             self.escalated[eps] = list(attack.escalated)
         return list(attack.broken_by), x_adv
 
-    def attack(self, protocol: str, eps: float) -> list[dict[str, Any]]:
+    def attack(self, protocol: str, eps: float) -> list[AttackOutcome]:
         run, n = self.run, len(self.y)
         if eps == 0.0:
             self.reseed("clean")
             clean = (self.correct(self.x, run.num_samples) == self.y).tolist()
-            return [
-                {"broken_by": None if ok else "clean", "fooled_by": [], "norm": 0.0} for ok in clean
-            ]
+            return [AttackOutcome(None if ok else "clean", (), 0.0) for ok in clean]
         tag = f"{protocol}:{eps!r}"
         if protocol == "adaptive":
             broken, x_adv = self.ensemble(run.adaptive, eps, run.eot, tag)
@@ -155,15 +152,12 @@ class Chunk:
                             broken[j], x_adv[j] = b, adv[j]
         delta = (x_adv - self.x).flatten(1)
         norms = delta.abs().amax(1) if run.norm == "Linf" else delta.norm(dim=1)
-        return [
-            {"broken_by": broken[j], "fooled_by": fooled[j], "norm": float(norms[j])}
-            for j in range(n)
-        ]
+        return [AttackOutcome(broken[j], tuple(fooled[j]), float(norms[j])) for j in range(n)]
 
 
 def with_paper(
-    adaptive: list[dict[str, Any]], paper: list[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
+    adaptive: list[AttackOutcome], paper: list[AttackOutcome] | None
+) -> list[AttackOutcome]:
     """The adaptive outcomes, with each sample that only a paper attack broke counted as
     broken by it (named ``"paper:<attack>"``, with that attack's perturbation norm)."""
     if paper is None:
@@ -172,9 +166,9 @@ def with_paper(
 
     out = []
     for a, p in zip(adaptive, paper, strict=True):
-        if a["broken_by"] is None and p["broken_by"] not in (None, "clean"):
-            name = _suite.PAPER_PREFIX + p["broken_by"]
-            a = {**a, "broken_by": name, "fooled_by": [name], "norm": p["norm"]}
+        if a.broken_by is None and p.broken_by is not None and p.broken_by != "clean":
+            name = _suite.PAPER_PREFIX + p.broken_by
+            a = dataclasses.replace(a, broken_by=name, fooled_by=(name,), norm=p.norm)
         out.append(a)
     return out
 
@@ -232,27 +226,27 @@ def _gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[
 class Run:
     """The settings of one :func:`~robust_spikes.evaluate` call and the objects it needs."""
 
-    def __init__(self, model: nn.Module, settings: dict[str, Any], attacks: Any) -> None:
+    def __init__(self, model: nn.Module, settings: EvaluationSettings, attacks: Any) -> None:
         from robust_spikes.attacks import _suite
 
         self.model = model
         self.settings = settings
         generator = getattr(model, "generator", None)
         self.generator = generator if isinstance(generator, torch.Generator) else None
-        self.stochastic = settings["stochastic"]
-        self.protocols: list[str] = settings["protocols"]
-        self.eps: list[float] = settings["eps"]
-        self.norm: str = settings["norm"]
-        self.seed: int = settings["seed"]
-        self.eot: int = settings["eot"]
-        self.num_samples: int = settings["prediction_samples"]
-        self.sanity_eps: float | None = settings["sanity_eps"]
-        self.certify: dict[str, Any] | None = settings["certify"]
+        self.stochastic = settings.stochastic
+        self.protocols = settings.protocols
+        self.eps = settings.eps
+        self.norm = settings.norm
+        self.seed = settings.seed
+        self.eot = settings.eot
+        self.num_samples = settings.prediction_samples
+        self.sanity_eps = settings.sanity_eps
+        self.certify: CertifySettings | None = settings.certify
         if self.certify is not None:
             self.certify_settings = certify_settings(model, self.certify, self.seed)
         self.paper = _suite.paper_members(self.norm)
         self.adaptive: list[Any] = attacks
-        escalation = settings.get("escalation")
-        self.escalation_steps: int | None = None if escalation is None else escalation["steps"]
+        escalation = settings.escalation
+        self.escalation_steps: int | None = None if escalation is None else escalation.steps
         sanity = f"PGD-{SANITY_STEPS}"
         self.sanity = [_suite.pgd_member(sanity, SANITY_STEPS, SANITY_STEPS, self.norm)]

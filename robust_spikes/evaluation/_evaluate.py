@@ -19,6 +19,7 @@ How one evaluation runs (design/EVALUATION.md):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import sys
@@ -34,8 +35,11 @@ from robust_spikes._modes import kept_modes
 from robust_spikes.evaluation import _distributed, _fingerprint, _records, _sanity
 from robust_spikes.evaluation._chunk import Chunk, Run
 from robust_spikes.evaluation._report import RobustnessReport
+from robust_spikes.evaluation._sample import SampleRecord
 from robust_spikes.evaluation._settings import (
     NORMS,
+    AttackInfo,
+    EvaluationSettings,
     as_data,
     check_certify,
     check_eps,
@@ -217,7 +221,7 @@ def evaluate(
         )
     sanity = float(sanity_eps) if sanity_eps else None
     certification = check_certify(model, certify, seed)
-    if certification is not None and certification["norm"] == "l1":
+    if certification is not None and certification.norm == "l1":
         lo, hi = float(x_all.min()), float(x_all.max())
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
@@ -241,38 +245,34 @@ def evaluate(
             f"{type(model).__name__} (pass attacks without gradient modes)"
         )
 
-    settings: dict[str, Any] = {
-        "protocol": protocol,
-        "protocols": protocols,
-        "eps": radii,
-        "norm": norm,
-        "seed": seed,
-        "batch_size": batch_size,
-        "stochastic": stochastic,
-        "eot": eot if stochastic else 1,
-        "prediction_samples": num_samples,
-        "sanity_eps": sanity,
-        "certify": certification,
-        "convergence": check,
-        "num_data": len(y_all),
-        "undeclared_randomness": undeclared,
-        "escalation": _sanity.escalation_settings(model, norm, escalation_steps, adaptive),
-        "attacks": {
-            "paper": [_suite.describe(m) for m in _suite.paper_members(norm)]
-            if "paper" in protocols
-            else [],
+    paper = _suite.paper_members(norm)
+    settings = EvaluationSettings(
+        protocol=protocol,
+        protocols=tuple(protocols),
+        eps=tuple(radii),
+        norm=norm,
+        seed=seed,
+        batch_size=batch_size,
+        stochastic=stochastic,
+        eot=eot if stochastic else 1,
+        prediction_samples=num_samples,
+        sanity_eps=sanity,
+        certify=certification,
+        convergence=check,
+        num_data=len(y_all),
+        undeclared_randomness=undeclared,
+        escalation=_sanity.escalation_settings(model, norm, escalation_steps, adaptive),
+        attacks={
+            "paper": tuple(_info(m) for m in paper) if "paper" in protocols else (),
             # the paper attacks last: they count for the samples no adaptive member broke
-            "adaptive": [_suite.describe(m) for m in adaptive]
-            + [
-                {**_suite.describe(m), "name": _suite.PAPER_PREFIX + m.name}
-                for m in (_suite.paper_members(norm) if adaptive else [])
-            ],
+            "adaptive": tuple(_info(m) for m in adaptive)
+            + tuple(_info(m, _suite.PAPER_PREFIX + m.name) for m in (paper if adaptive else [])),
         },
-    }
+    )
     run = Run(model, settings, adaptive)
     path = Path(records) if records is not None else None
     rank, world_size = _distributed.world()
-    done: dict[int, dict[str, Any]] = {}
+    done: dict[int, SampleRecord] = {}
     fingerprint: dict[str, Any] = {}
     if path is not None:
         fingerprint = {
@@ -283,7 +283,7 @@ def evaluate(
     mine = _distributed.chunks(len(y_all), batch_size, rank, world_size)
     todo = [c for c in mine if any(i not in done for i in c)]
 
-    computed: list[dict[str, Any]] = []
+    computed: list[SampleRecord] = []
     gen_state = run.generator.get_state() if run.generator is not None else None
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stream = None
@@ -299,7 +299,7 @@ def evaluate(
             for c in todo:
                 x = x_all[c.start : c.stop].to(device)
                 y = y_all[c.start : c.stop].to(device)
-                new = [r for r in Chunk(run, c.start, x, y).records() if r["index"] not in done]
+                new = [r for r in Chunk(run, c.start, x, y).records() if r.index not in done]
                 if stream is not None:
                     _records.append(stream, new)
                 computed.extend(new)
@@ -310,10 +310,10 @@ def evaluate(
         if gen_state is not None and run.generator is not None:
             run.generator.set_state(gen_state)
 
-    merged: dict[int, dict[str, Any]] = {}
+    merged: dict[int, SampleRecord] = {}
     for part in _distributed.all_gather([*done.values(), *computed]):
         for r in part:
-            merged.setdefault(r["index"], r)
+            merged.setdefault(r.index, r)
     rows = [merged[i] for i in sorted(merged)]
     if len(rows) != len(y_all):
         missing = sorted(set(range(len(y_all))) - set(merged))[:10]
@@ -326,6 +326,14 @@ def evaluate(
                     part_path.unlink(missing_ok=True)
         _distributed.barrier()
     return RobustnessReport(rows, settings)
+
+
+def _info(member: Any, name: str | None = None) -> AttackInfo:
+    """How the settings name ``member`` (as ``name`` if given)."""
+    from robust_spikes.attacks import _suite
+
+    info = AttackInfo.from_json(_suite.describe(member))
+    return info if name is None else dataclasses.replace(info, name=name)
 
 
 class _progress:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
+
+from robust_spikes.evaluation._sample import AttackOutcome, SampleRecord
+from robust_spikes.evaluation._settings import EvaluationSettings
 
 __all__ = ["CODES", "THRESHOLDS", "masking_flags"]
 
@@ -78,18 +80,18 @@ def _at_least(share: float, n: int) -> int:
     return max(1, math.ceil(share * n - 1e-9))
 
 
-def _entries(records: Sequence[dict[str, Any]], protocol: str, key: str) -> list[dict[str, Any]]:
-    return [r["results"][protocol][key] for r in records]
+def _entries(records: Sequence[SampleRecord], protocol: str, eps: float) -> list[AttackOutcome]:
+    return [r.outcome(protocol, eps) for r in records]
 
 
 def masking_flags(
-    records: Sequence[dict[str, Any]], settings: dict[str, Any]
+    records: Sequence[SampleRecord], settings: EvaluationSettings
 ) -> list[dict[str, str]]:
     """All masking flags for ``records`` evaluated with ``settings`` (see the module doc).
 
     Args:
-        records: per-sample records as written by :func:`robust_spikes.evaluate`.
-        settings: the evaluation's settings (``RobustnessReport.settings``).
+        records: per-sample records of :func:`robust_spikes.evaluate`.
+        settings: the evaluation's settings (the records file's header).
 
     Returns:
         A list of ``{"code", "message"}`` dicts, in the order of :data:`CODES`.
@@ -111,15 +113,13 @@ def masking_flags(
 
 
 def _non_monotone(
-    records: Sequence[dict[str, Any]], settings: dict[str, Any]
+    records: Sequence[SampleRecord], settings: EvaluationSettings
 ) -> list[dict[str, str]]:
     n, out = len(records), []
     need = _at_least(THRESHOLDS["non_monotone"], n) + 1  # more than one sample of noise
-    for protocol in settings["protocols"]:
-        radii = sorted(settings["eps"])
-        counts = [
-            sum(e["broken_by"] is None for e in _entries(records, protocol, repr(r))) for r in radii
-        ]
+    for protocol in settings.protocols:
+        radii = sorted(settings.eps)
+        counts = [sum(e.broken_by is None for e in _entries(records, protocol, r)) for r in radii]
         for (e1, c1), (e2, c2) in itertools.pairwise(zip(radii, counts, strict=True)):
             if c2 - c1 >= need:
                 out.append(
@@ -138,9 +138,11 @@ def _non_monotone(
     return out
 
 
-def _large_eps(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, str]]:
-    eps = settings.get("sanity_eps")
-    outcomes = [r.get("sanity") for r in records]
+def _large_eps(
+    records: Sequence[SampleRecord], settings: EvaluationSettings
+) -> list[dict[str, str]]:
+    eps = settings.sanity_eps
+    outcomes = [r.sanity for r in records]
     if eps is None or any(o is None for o in outcomes):
         return []
     accuracy = sum(bool(o) for o in outcomes) / len(records)
@@ -160,29 +162,26 @@ def _large_eps(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
     ]
 
 
-def _members(settings: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
-    members: list[dict[str, Any]] = settings["attacks"][protocol]
-    return members
-
-
-def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, str]]:
-    if "adaptive" not in settings["protocols"]:
+def _black_box(
+    records: Sequence[SampleRecord], settings: EvaluationSettings
+) -> list[dict[str, str]]:
+    if "adaptive" not in settings.protocols:
         return []
     n = len(records)
-    kinds = {m["name"]: m["kind"] for m in _members(settings, "adaptive")}
+    kinds = {m.name: m.kind for m in settings.members("adaptive")}
     need = _at_least(THRESHOLDS["black_box_share"], n)
-    escalation = settings.get("escalation")
+    escalation = settings.escalation
     parts, masked, unknown = [], 0, False
-    for eps in settings["eps"]:
+    for eps in settings.eps:
         gap = [
             e
-            for e in _entries(records, "adaptive", repr(eps))
-            if e["broken_by"] is not None and kinds.get(e["broken_by"]) in ("transfer", "black-box")
+            for e in _entries(records, "adaptive", eps)
+            if e.broken_by is not None and kinds.get(e.broken_by) in ("transfer", "black-box")
         ]
         if len(gap) < need:
             continue
-        names = sorted({e["broken_by"] for e in gap})
-        counts = [sum(e["broken_by"] == name for e in gap) for name in names]
+        names = sorted({e.broken_by for e in gap if e.broken_by is not None})
+        counts = [sum(e.broken_by == name for e in gap) for name in names]
         by = (
             names[0]
             if len(names) == 1
@@ -192,15 +191,15 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
             f"at eps={eps:.4g}, {by} alone broke {len(gap)} of {n} samples "
             f"({_pct(len(gap) / n)}) that every white-box member missed"
         )
-        outcomes = [e.get("escalated") for e in gap]
-        if escalation is not None and all(o is not None for o in outcomes):
+        outcomes = [e.escalated for e in gap]  # None or ABSENT: not escalated
+        if escalation is not None and all(isinstance(o, bool) for o in outcomes):
             hit = sum(o is True for o in outcomes)
             masked += len(gap) - hit
             attack = (
-                f"PGD-{escalation['steps']} x {escalation['restarts']} restarts, "
-                f"{escalation['surrogates']} surrogate{'s' if escalation['surrogates'] > 1 else ''}"
+                f"PGD-{escalation.steps} x {escalation.restarts} restarts, "
+                f"{escalation.surrogates} surrogate{'s' if escalation.surrogates > 1 else ''}"
             )
-            short = escalation["steps"] < _CONCLUSIVE_ESCALATION
+            short = escalation.steps < _CONCLUSIVE_ESCALATION
             masking = "masked gradient, or too few escalation steps" if short else "masked gradient"
             if hit == len(gap):
                 verdict = "all of them: the default white-box members stopped short"
@@ -231,10 +230,10 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
             "overstate robustness. Try: more PGD steps and restarts (convergence_steps), "
             "and report the adaptive worst case."
         )
-    elif escalation["steps"] < _CONCLUSIVE_ESCALATION:
+    elif escalation.steps < _CONCLUSIVE_ESCALATION:
         meaning = (
             f"On {masked} sample(s) the escalated gradient attack (only "
-            f"{escalation['steps']} steps) fails where a gradient-free attack succeeds: the "
+            f"{escalation.steps} steps) fails where a gradient-free attack succeeds: the "
             "gradient may be masked, or the escalation too short to tell. Try: "
             f"escalation_steps={_CONCLUSIVE_ESCALATION}, and report the adaptive worst case."
         )
@@ -256,8 +255,8 @@ def _black_box(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> l
     ]
 
 
-def _zero_gradients(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    norms = [r.get("grad_norm", 1.0) for r in records]
+def _zero_gradients(records: Sequence[SampleRecord]) -> list[dict[str, str]]:
+    norms = [r.grad_norm for r in records]
     bad = sum(g is None or g == 0.0 for g in norms)
     if bad < _at_least(THRESHOLDS["zero_gradient_share"], len(records)):
         return []
@@ -277,17 +276,17 @@ def _zero_gradients(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
-def _modes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, str]]:
-    if "adaptive" not in settings["protocols"]:
+def _modes(records: Sequence[SampleRecord], settings: EvaluationSettings) -> list[dict[str, str]]:
+    if "adaptive" not in settings.protocols:
         return []
     n, out = len(records), []
-    members = _members(settings, "adaptive")
-    other = {m["name"] for m in members if m["kind"] == "white-box" and m.get("mode") is not None}
-    if not other or not any(m["kind"] == "white-box" and m.get("mode") is None for m in members):
+    members = settings.members("adaptive")
+    other = {m.name for m in members if m.kind == "white-box" and m.mode is not None}
+    if not other or not any(m.kind == "white-box" and m.mode is None for m in members):
         return []
     need = _at_least(THRESHOLDS["modes_share"], n)
-    for eps in settings["eps"]:
-        broken = [e["broken_by"] for e in _entries(records, "adaptive", repr(eps))]
+    for eps in settings.eps:
+        broken = [e.broken_by for e in _entries(records, "adaptive", eps)]
         by = [b for b in broken if b in other]
         if len(by) >= need:
             best = max(sorted(set(by)), key=by.count)
@@ -307,15 +306,15 @@ def _modes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[
 
 
 def _not_converged(
-    records: Sequence[dict[str, Any]], settings: dict[str, Any]
+    records: Sequence[SampleRecord], settings: EvaluationSettings
 ) -> list[dict[str, str]]:
-    name = settings.get("convergence")
-    if "adaptive" not in settings["protocols"] or name is None:
+    name = settings.convergence
+    if "adaptive" not in settings.protocols or name is None:
         return []
     n, out = len(records), []
     need = max(2, _at_least(THRESHOLDS["not_converged_share"], n))
-    for eps in settings["eps"]:
-        count = sum(e["broken_by"] == name for e in _entries(records, "adaptive", repr(eps)))
+    for eps in settings.eps:
+        count = sum(e.broken_by == name for e in _entries(records, "adaptive", eps))
         if count >= need:
             out.append(
                 _flag(
@@ -332,16 +331,16 @@ def _not_converged(
     return out
 
 
-def _stochastic(settings: dict[str, Any]) -> list[dict[str, str]]:
-    if not settings.get("stochastic"):
+def _stochastic(settings: EvaluationSettings) -> list[dict[str, str]]:
+    if not settings.stochastic:
         return []
-    adaptive = "adaptive" in settings["protocols"] and settings.get("eot", 1) > 1
+    adaptive = "adaptive" in settings.protocols and settings.eot > 1
     if adaptive:
         return []
     where = (
         "the paper protocol (1 gradient sample per step, 1 prediction pass)"
-        if "adaptive" not in settings["protocols"]
-        else f"the adaptive protocol with eot={settings.get('eot', 1)}"
+        if "adaptive" not in settings.protocols
+        else f"the adaptive protocol with eot={settings.eot}"
     )
     return [
         _flag(
@@ -355,20 +354,20 @@ def _stochastic(settings: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def _undeclared(settings: dict[str, Any]) -> list[dict[str, str]]:
-    probe = settings.get("undeclared_randomness")
-    if not probe:
+def _undeclared(settings: EvaluationSettings) -> list[dict[str, str]]:
+    probe = settings.undeclared_randomness
+    if probe is None:
         return []
     return [
         _flag(
             "undeclared-randomness",
-            f"two calls on the same {probe['samples']} samples (eval mode, two global RNG "
-            f"states) gave different logits for {probe['differed']} of them, although "
+            f"two calls on the same {probe.samples} samples (eval mode, two global RNG "
+            f"states) gave different logits for {probe.differed} of them, although "
             "model.is_stochastic is False: the model draws noise it does not declare "
             "(torch.randn/rand in forward, snntorch.spikegen.rate inside the network). "
             "One random draw per prediction and per attack step overstates robustness, so "
-            f"this evaluation treated it as stochastic: EOT with {settings.get('eot', 1)} "
-            f"gradient samples per step and a vote over {settings.get('prediction_samples')} "
+            f"this evaluation treated it as stochastic: EOT with {settings.eot} "
+            f"gradient samples per step and a vote over {settings.prediction_samples} "
             "passes per prediction. Try: move the noise into a robust_spikes encoder (e.g. "
             "rs.encoders.Poisson) or a module with is_stochastic = True drawing from the "
             "classifier's generator, so that it is seeded and declared.",
@@ -376,18 +375,18 @@ def _undeclared(settings: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def _readout(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    others = [r.get("other_readout") for r in records]
+def _readout(records: Sequence[SampleRecord]) -> list[dict[str, str]]:
+    others = [r.other_readout for r in records if r.other_readout is not None]
     n = len(records)
-    if any(o is None for o in others):
+    if len(others) < n:
         return []
-    other = others[0]["readout"]  # type: ignore[index]
+    other = others[0].readout
     own = "count" if other == "membrane" else "membrane"
-    ok = [r["correct"] for r in records]
-    alt = [o["prediction"] == r["label"] for o, r in zip(others, records, strict=True)]  # type: ignore[index]
+    ok = [r.correct for r in records]
+    alt = [o.prediction == r.label for o, r in zip(others, records, strict=True)]
     gain = sum(a and not b for a, b in zip(alt, ok, strict=True))
     loss = sum(b and not a for a, b in zip(alt, ok, strict=True))
-    classes = 1 + max(max(r["label"], r["prediction"]) for r in records)
+    classes = 1 + max(max(r.label, r.prediction) for r in records)
     chance = 1.0 / max(2, classes)
     acc, acc_alt = sum(ok) / n, sum(alt) / n
     # McNemar: the other readout wins on clearly more of the samples where the two differ

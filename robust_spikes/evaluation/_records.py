@@ -4,7 +4,9 @@ A records file starts with one header line ``{"format": ..., "settings": {...},
 "fingerprint": {"model": {...}, "data": {...}}}`` (see ``_fingerprint``: a resume with
 another model, other data or other settings is refused, and so is a file of an older
 version, which has no fingerprint) and then
-holds one JSON object per evaluated sample, each with an ``"index"``. Records are appended
+holds one JSON object per evaluated sample, each with an ``"index"``
+(:class:`~._sample.SampleRecord`; the settings are :class:`~._settings.EvaluationSettings`,
+and this module reads and writes their JSON). Records are appended
 one chunk at a time (one ``write`` and an ``fsync``), so a killed process leaves at most a
 truncated last line, which :func:`load` drops and :func:`open_for_append` cuts off before
 appending. A sample whose record is present is never evaluated again, so nothing is counted
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from robust_spikes.evaluation import _fingerprint
+from robust_spikes.evaluation._sample import SampleRecord
+from robust_spikes.evaluation._settings import EvaluationSettings
 
 __all__ = ["FORMAT", "append", "dumps", "load", "open_for_append", "part_paths", "write_atomic"]
 
@@ -40,11 +44,11 @@ def part_paths(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+def _read(path: Path) -> tuple[dict[str, Any] | None, list[SampleRecord], int]:
     """``(header, records, good_bytes)``: ``good_bytes`` ends the last complete line."""
     raw = path.read_bytes()
     header: dict[str, Any] | None = None
-    records: list[dict[str, Any]] = []
+    records: list[SampleRecord] = []
     good = 0
     lines = raw.split(b"\n")
     for number, line in enumerate(lines, start=1):
@@ -71,7 +75,10 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]
         else:
             if not isinstance(obj, dict) or not isinstance(obj.get("index"), int):
                 raise ValueError(f"records file {str(path)!r}: line {number} has no index")
-            records.append(obj)
+            try:
+                records.append(SampleRecord.from_json(obj))
+            except ValueError as err:
+                raise ValueError(f"records file {str(path)!r}: line {number}: {err}") from None
         good += len(line) + 1
     return header, records, good
 
@@ -110,9 +117,9 @@ def _check_fingerprint(file: Path, header: dict[str, Any], fingerprint: dict[str
 
 def load(
     path: Path,
-    settings: dict[str, Any] | None = None,
+    settings: EvaluationSettings | None = None,
     fingerprint: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+) -> tuple[EvaluationSettings | None, dict[int, SampleRecord]]:
     """Header and records (by index) of ``path`` and of its part files.
 
     Args:
@@ -132,7 +139,8 @@ def load(
             names what differs), or has no fingerprint while one is asked for.
     """
     found: dict[str, Any] | None = None
-    records: dict[int, dict[str, Any]] = {}
+    expected = None if settings is None else _comparable(settings.to_json())
+    records: dict[int, SampleRecord] = {}
     for file in [path, *part_paths(path)]:
         if not file.is_file() or file.stat().st_size == 0:
             continue
@@ -142,8 +150,8 @@ def load(
         if fingerprint is not None:
             _check_fingerprint(file, header, fingerprint)
         written = header.get("settings", {})
-        if settings is not None and _comparable(written) != _comparable(settings):
-            a, b = _comparable(written), _comparable(settings)
+        if expected is not None and _comparable(written) != expected:
+            a, b = _comparable(written), expected
             keys = sorted(k for k in {*a, *b} if a.get(k, _MISSING) != b.get(k, _MISSING))
             raise ValueError(
                 f"records {str(file)!r} were written with other settings (differing: "
@@ -151,15 +159,18 @@ def load(
             )
         found = written if found is None else found
         for row in rows:
-            records.setdefault(row["index"], row)
-    return found, records
+            records.setdefault(row.index, row)
+    return (None if found is None else EvaluationSettings.from_json(found)), records
 
 
-def _header(settings: dict[str, Any], fingerprint: dict[str, Any]) -> str:
-    return dumps({"format": FORMAT, "settings": settings, "fingerprint": fingerprint}) + "\n"
+def _header(settings: EvaluationSettings, fingerprint: dict[str, Any]) -> str:
+    header = {"format": FORMAT, "settings": settings.to_json(), "fingerprint": fingerprint}
+    return dumps(header) + "\n"
 
 
-def open_for_append(path: Path, settings: dict[str, Any], fingerprint: dict[str, Any]) -> IO[str]:
+def open_for_append(
+    path: Path, settings: EvaluationSettings, fingerprint: dict[str, Any]
+) -> IO[str]:
     """Open ``path`` for appending records, writing the header if it is new.
 
     A truncated last line (from a killed process) is cut off first.
@@ -177,9 +188,9 @@ def open_for_append(path: Path, settings: dict[str, Any], fingerprint: dict[str,
     return stream
 
 
-def append(stream: IO[str], records: Iterable[dict[str, Any]]) -> None:
+def append(stream: IO[str], records: Iterable[SampleRecord]) -> None:
     """Append ``records`` in one write, then flush and fsync."""
-    text = "".join(dumps(r) + "\n" for r in records)
+    text = "".join(dumps(r.to_json()) + "\n" for r in records)
     if text:
         stream.write(text)
         _sync(stream)
@@ -187,8 +198,8 @@ def append(stream: IO[str], records: Iterable[dict[str, Any]]) -> None:
 
 def write_atomic(
     path: Path,
-    settings: dict[str, Any],
-    records: Iterable[dict[str, Any]],
+    settings: EvaluationSettings,
+    records: Iterable[SampleRecord],
     fingerprint: dict[str, Any],
 ) -> None:
     """Write a complete records file (header, records by index) through a rename."""
@@ -197,8 +208,8 @@ def write_atomic(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
             stream.write(_header(settings, fingerprint))
-            for record in sorted(records, key=lambda r: r["index"]):
-                stream.write(dumps(record) + "\n")
+            for record in sorted(records, key=lambda r: r.index):
+                stream.write(dumps(record.to_json()) + "\n")
             _sync(stream)
         os.replace(tmp, path)
     except BaseException:

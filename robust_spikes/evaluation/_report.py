@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from robust_spikes._tables import markdown_table
 from robust_spikes.evaluation import _records
 from robust_spikes.evaluation._flags import masking_flags
+from robust_spikes.evaluation._sample import Certificate, SampleRecord
+from robust_spikes.evaluation._settings import EvaluationSettings
 
 __all__ = ["RobustnessReport", "format_eps", "plot_curves"]
 
@@ -37,8 +40,10 @@ def _pct(x: float | None) -> str:
 class RobustnessReport:
     """Per-sample records of :func:`robust_spikes.evaluate` and what they add up to.
 
-    Every number is computed from :attr:`records` and :attr:`settings`, so a report read
-    back from a records file (:meth:`from_records`) equals the one the run returned.
+    Every number is computed from the per-sample records and the settings, so a report
+    read back from a records file (:meth:`from_records`) equals the one the run returned.
+    :attr:`records` and :attr:`settings` give them as plain JSON values, as the records
+    file holds them (one dict per sample, sorted by index; the header's settings).
 
     Accuracies are fractions in [0, 1] of all evaluated samples; a sample counts as robust
     at a radius ``eps`` (in the [0, 1] image scale) only if it is classified correctly clean
@@ -47,8 +52,10 @@ class RobustnessReport:
     each attack sees every sample.
 
     Args:
-        records: one dict per sample, as written to the records file.
-        settings: the evaluation's settings (the records file's header).
+        records: one record per sample (``SampleRecord``, or its dict as written to the
+            records file), in any order.
+        settings: the evaluation's settings (``EvaluationSettings``, or the dict of the
+            records file's header).
 
     Example:
         >>> import snntorch as snn, torch
@@ -63,9 +70,28 @@ class RobustnessReport:
         (4, ['FGSM', 'PGD-7', 'worst'])
     """
 
-    def __init__(self, records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> None:
-        self.records = sorted(records, key=lambda r: r["index"])
-        self.settings = dict(settings)
+    def __init__(
+        self,
+        records: Iterable[SampleRecord | Mapping[str, Any]],
+        settings: EvaluationSettings | Mapping[str, Any],
+    ) -> None:
+        samples = [r if isinstance(r, SampleRecord) else SampleRecord.from_json(r) for r in records]
+        self._samples = sorted(samples, key=lambda r: r.index)
+        self._settings = (
+            settings
+            if isinstance(settings, EvaluationSettings)
+            else EvaluationSettings.from_json(settings)
+        )
+
+    @functools.cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per sample, sorted by index, as the records file holds them."""
+        return [r.to_json() for r in self._samples]
+
+    @functools.cached_property
+    def settings(self) -> dict[str, Any]:
+        """The evaluation's settings, as the records file's header holds them."""
+        return self._settings.to_json()
 
     @classmethod
     def from_records(cls, path: str | os.PathLike[str]) -> RobustnessReport:
@@ -77,9 +103,9 @@ class RobustnessReport:
         settings, rows = _records.load(Path(path))
         if settings is None:
             raise ValueError(f"path {str(path)!r} holds no robust-spikes records")
-        if len(rows) != settings["num_data"]:
+        if len(rows) != settings.num_data:
             raise ValueError(
-                f"records {str(path)!r} are incomplete: {len(rows)} of {settings['num_data']} "
+                f"records {str(path)!r} are incomplete: {len(rows)} of {settings.num_data} "
                 "samples; run evaluate again with the same path to finish them"
             )
         return cls(list(rows.values()), settings)
@@ -88,12 +114,12 @@ class RobustnessReport:
     @property
     def num_samples(self) -> int:
         """Number of evaluated samples."""
-        return len(self.records)
+        return len(self._samples)
 
     @property
     def protocols(self) -> list[str]:
         """The protocols run (``["paper", "adaptive"]`` for ``protocol="both"``)."""
-        return list(self.settings["protocols"])
+        return list(self._settings.protocols)
 
     def _mean(self, flags: Sequence[bool]) -> float:
         return sum(flags) / len(flags) if flags else math.nan
@@ -101,30 +127,29 @@ class RobustnessReport:
     @property
     def clean_accuracy(self) -> float:
         """Clean accuracy (a vote over the prediction samples for a stochastic model)."""
-        return self._mean([r["correct"] for r in self.records])
+        return self._mean([r.correct for r in self._samples])
 
     def protocol_accuracy(self, protocol: str) -> dict[float, dict[str, float]]:
         """``{eps: {attack: accuracy, ..., "worst": accuracy}}`` of one protocol."""
-        names = [m["name"] for m in self.settings["attacks"][protocol]]
+        names = [m.name for m in self._settings.members(protocol)]
         out: dict[float, dict[str, float]] = {}
-        for eps in self.settings["eps"]:
-            entries = [r["results"][protocol][repr(eps)] for r in self.records]
+        for eps in self._settings.eps:
+            entries = [r.outcome(protocol, eps) for r in self._samples]
             accs: dict[str, float] = {}
             for k, name in enumerate(names):
                 if protocol == "adaptive":  # cascade: after this member and the earlier ones
                     later = set(names[k + 1 :])
-                    ok = [e["broken_by"] is None or e["broken_by"] in later for e in entries]
+                    ok = [e.broken_by is None or e.broken_by in later for e in entries]
                 else:
-                    ok = [e["broken_by"] != "clean" and name not in e["fooled_by"] for e in entries]
+                    ok = [e.broken_by != "clean" and name not in e.fooled_by for e in entries]
                 accs[name] = self._mean(ok)
-            accs["worst"] = self._mean([e["broken_by"] is None for e in entries])
+            accs["worst"] = self._mean([e.broken_by is None for e in entries])
             out[eps] = accs
         return out
 
     def _robust(self, eps: float) -> list[bool]:
         return [
-            all(r["results"][p][repr(eps)]["broken_by"] is None for p in self.protocols)
-            for r in self.records
+            all(r.outcome(p, eps).broken_by is None for p in self.protocols) for r in self._samples
         ]
 
     @property
@@ -137,7 +162,7 @@ class RobustnessReport:
         """
         if len(self.protocols) == 1:
             return self.protocol_accuracy(self.protocols[0])
-        out: dict[float, dict[str, float]] = {eps: {} for eps in self.settings["eps"]}
+        out: dict[float, dict[str, float]] = {eps: {} for eps in self._settings.eps}
         for protocol in self.protocols:
             for eps, accs in self.protocol_accuracy(protocol).items():
                 out[eps].update({f"{protocol}/{k}": v for k, v in accs.items()})
@@ -148,15 +173,13 @@ class RobustnessReport:
     @property
     def attack_success_rate(self) -> dict[float, float]:
         """``{eps: share of the initially correct samples that the worst case broke}``."""
+        first = self._settings.eps[0]
         initially = [
-            all(
-                r["results"][p][repr(self.settings["eps"][0])]["broken_by"] != "clean"
-                for p in self.protocols
-            )
-            for r in self.records
+            all(r.outcome(p, first).broken_by != "clean" for p in self.protocols)
+            for r in self._samples
         ]
         out = {}
-        for eps in self.settings["eps"]:
+        for eps in self._settings.eps:
             robust = self._robust(eps)
             hits = [not ok for ok, was in zip(robust, initially, strict=True) if was]
             out[eps] = self._mean(hits) if hits else 0.0
@@ -165,8 +188,8 @@ class RobustnessReport:
     @property
     def mean_spike_count(self) -> float | None:
         """Mean spikes per sample (all neurons and steps) in a clean pass; ``None`` if unknown."""
-        counts = [r["spikes"] for r in self.records]
-        if not counts or any(c is None for c in counts):
+        counts = [r.spikes for r in self._samples if r.spikes is not None]
+        if not counts or len(counts) < len(self._samples):
             return None
         return sum(counts) / len(counts)
 
@@ -179,17 +202,23 @@ class RobustnessReport:
         :meth:`~robust_spikes.evaluation.CertificationResult.certified_accuracy`; radius 0
         gives the smoothed classifier's accuracy.
         """
-        settings = self.settings.get("certify")
+        settings = self._settings.certify
         if settings is None:
             return None
-        return {radius: self._certified_at(radius) for radius in settings["radii"]}
+        return {radius: self._certified_at(radius) for radius in settings.radii}
+
+    def _certificates(self) -> list[tuple[SampleRecord, Certificate]]:
+        """Each sample with its certificate (the evaluation ran with ``certify``)."""
+        out = []
+        for r in self._samples:
+            if r.certified is None:
+                raise ValueError(f"the record of sample {r.index} holds no certificate")
+            out.append((r, r.certified))
+        return out
 
     def _certified_at(self, radius: float) -> float:
         return self._mean(
-            [
-                r["certified"]["prediction"] == r["label"] and r["certified"]["radius"] >= radius
-                for r in self.records
-            ]
+            [c.prediction == r.label and c.radius >= radius for r, c in self._certificates()]
         )
 
     def certified_curve(self, points: int = 51) -> list[tuple[float, float]]:
@@ -200,17 +229,12 @@ class RobustnessReport:
         Raises:
             ValueError: the evaluation ran without ``certify``; ``points`` is not an int >= 2.
         """
-        if self.settings.get("certify") is None:
+        if self._settings.certify is None:
             raise ValueError("certified_curve needs an evaluation run with certify=..., got none")
         if isinstance(points, bool) or not isinstance(points, int) or points < 2:
             raise ValueError(f"points must be an int >= 2, got {points!r}")
         top = max(
-            (
-                r["certified"]["radius"]
-                for r in self.records
-                if r["certified"]["prediction"] == r["label"]
-            ),
-            default=0.0,
+            (c.radius for r, c in self._certificates() if c.prediction == r.label), default=0.0
         )
         radii = [top * i / (points - 1) for i in range(points)] if top > 0 else [0.0]
         return [(radius, self._certified_at(radius)) for radius in radii]
@@ -218,7 +242,7 @@ class RobustnessReport:
     @property
     def flags(self) -> list[dict[str, str]]:
         """Masking flags ``{"code", "message"}`` (see :mod:`robust_spikes.evaluation`)."""
-        return masking_flags(self.records, self.settings)
+        return masking_flags(self._samples, self._settings)
 
     # --------------------------------------------------------------- renderings
     def to_dict(self) -> dict[str, Any]:
@@ -239,11 +263,11 @@ class RobustnessReport:
             "num_samples": self.num_samples,
             "mean_spike_count": self.mean_spike_count,
             "flags": self.flags,
-            "protocol": self.settings["protocol"],
-            "seed": self.settings["seed"],
-            "eot": self.settings["eot"],
-            "prediction_samples": self.settings["prediction_samples"],
-            "settings": dict(self.settings),
+            "protocol": self._settings.protocol,
+            "seed": self._settings.seed,
+            "eot": self._settings.eot,
+            "prediction_samples": self._settings.prediction_samples,
+            "settings": self._settings.to_json(),
         }
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
@@ -264,26 +288,28 @@ class RobustnessReport:
                 for eps, accs in self.protocol_accuracy(protocol).items():
                     for name, acc in accs.items():
                         writer.writerow([protocol, eps, name, acc])
-            for radius, acc in (self.certified_accuracy or {}).items():
-                writer.writerow(["certified", radius, self.settings["certify"]["norm"], acc])
+            certify, certified = self._settings.certify, self.certified_accuracy
+            if certify is not None and certified is not None:
+                for radius, acc in certified.items():
+                    writer.writerow(["certified", radius, certify.norm, acc])
 
     def to_markdown(self) -> str:
         """A Markdown summary: settings, one table per protocol, and the flags."""
-        s = self.settings
+        s = self._settings
         spikes = self.mean_spike_count
         lines = [
-            f"Robustness of {self.num_samples} samples under {s['norm']} attacks "
-            f"(protocol {s['protocol']}, seed {s['seed']}, EOT samples {s['eot']}, "
-            f"prediction samples {s['prediction_samples']}).",
+            f"Robustness of {self.num_samples} samples under {s.norm} attacks "
+            f"(protocol {s.protocol}, seed {s.seed}, EOT samples {s.eot}, "
+            f"prediction samples {s.prediction_samples}).",
             "",
             f"Clean accuracy: {_pct(self.clean_accuracy)}"
             + ("" if spikes is None else f"; mean spike count {spikes:.1f} per sample"),
         ]
-        if s["stochastic"]:
+        if s.stochastic:
             lines += [
                 "",
                 f"The model is stochastic: each sample's prediction is the majority vote over "
-                f"{s['prediction_samples']} forward passes, clean and under every attack of "
+                f"{s.prediction_samples} forward passes, clean and under every attack of "
                 "every protocol.",
             ]
         success = self.attack_success_rate
@@ -304,13 +330,13 @@ class RobustnessReport:
                 [[format_eps(e), _pct(robust[e]["worst"]), _pct(success[e])] for e in robust],
             )
         certified = self.certified_accuracy
-        if certified is not None:
-            c = s["certify"]
-            noise = f"sigma {c['sigma']:g}" if c["norm"] == "l2" else "Bernoulli coding"
+        c = s.certify
+        if certified is not None and c is not None:
+            noise = f"sigma {c.sigma:g}" if c.norm == "l2" else "Bernoulli coding"
             lines += [
                 "",
-                f"Certified accuracy (randomized smoothing, {c['norm']} radius, {noise}, "
-                f"n {c['n']}, alpha {c['alpha']:g}):",
+                f"Certified accuracy (randomized smoothing, {c.norm} radius, {noise}, "
+                f"n {c.n}, alpha {c.alpha:g}):",
                 "",
             ]
             lines += markdown_table(
@@ -334,16 +360,16 @@ class RobustnessReport:
             for p in self.protocols
         }
         certified = None
-        if self.settings.get("certify") is not None:
-            certified = (self.settings["certify"]["norm"], self.certified_curve())
+        if self._settings.certify is not None:
+            certified = (self._settings.certify.norm, self.certified_curve())
         plot_curves(
-            series, path, title=title or f"{self.settings['norm']} robustness", certified=certified
+            series, path, title=title or f"{self._settings.norm} robustness", certified=certified
         )
 
     def __repr__(self) -> str:
         return (
             f"RobustnessReport(num_samples={self.num_samples}, protocol="
-            f"{self.settings['protocol']!r}, clean_accuracy={self.clean_accuracy:.3f}, "
+            f"{self._settings.protocol!r}, clean_accuracy={self.clean_accuracy:.3f}, "
             f"flags={[f['code'] for f in self.flags]})"
         )
 

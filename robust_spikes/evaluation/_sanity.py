@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from robust_spikes._modes import kept_modes
+from robust_spikes.evaluation._sample import AttackOutcome, OtherReadout
+from robust_spikes.evaluation._settings import Escalation, RandomnessProbe
 
 _PROBE_SAMPLES = 4  # samples of the randomness probe
 _PROBE_TOLERANCE = 1e-5  # relative logit difference that counts as "differ"
@@ -27,9 +30,9 @@ _PROBE_TOLERANCE = 1e-5  # relative logit difference that counts as "differ"
 
 def undeclared_randomness(
     model: nn.Module, x_all: torch.Tensor, seed: int
-) -> dict[str, int] | None:
-    """``{"samples": n, "differed": k}`` when two eval-mode calls on the same ``n`` samples,
-    under two different global RNG states, differ on ``k > 0`` samples; else ``None``.
+) -> RandomnessProbe | None:
+    """``RandomnessProbe(n, k)`` when two eval-mode calls on the same ``n`` samples, under
+    two different global RNG states, differ on ``k > 0`` samples; else ``None``.
 
     The caller's RNG, the model's generator and the modules' train/eval modes are restored.
     """
@@ -49,12 +52,12 @@ def undeclared_randomness(
     scale = max(1.0, float(a.abs().max()) if a.numel() else 1.0)
     differ = ((a - b).abs() > _PROBE_TOLERANCE * scale).any(1)
     k = int(differ.sum())
-    return {"samples": len(x), "differed": k} if k else None
+    return RandomnessProbe(samples=len(x), differed=k) if k else None
 
 
 def other_readout(
     model: nn.Module, x: torch.Tensor, predict: Callable[[], torch.Tensor]
-) -> list[dict[str, Any] | None]:
+) -> list[OtherReadout | None]:
     """Each sample's clean prediction under the other built-in readout (``"count"`` for
     ``"membrane"`` and back), or ``None`` per sample where there is none; ``predict``
     predicts the chunk with the model as it is. ``model.readout`` is restored."""
@@ -71,12 +74,12 @@ def other_readout(
         return [None] * len(x)
     finally:
         model.readout = readout
-    return [{"readout": other, "prediction": int(p)} for p in pred.tolist()]
+    return [OtherReadout(readout=other, prediction=int(p)) for p in pred.tolist()]
 
 
 def escalation_settings(
     model: nn.Module, norm: str, steps: int | None, adaptive: list[Any]
-) -> dict[str, Any] | None:
+) -> Escalation | None:
     """The escalation the adaptive ensemble runs (``None``: none can run)."""
     from robust_spikes.attacks._ensemble import ESCALATE_RESTARTS, escalation_members, member_kind
 
@@ -84,19 +87,24 @@ def escalation_settings(
         return None
     if not any(member_kind(m) != "white-box" for m in adaptive):
         return None
-    return {
-        "steps": steps,
-        "restarts": ESCALATE_RESTARTS,
-        "surrogates": len(escalation_members(model, norm, steps)),  # type: ignore[arg-type]
-    }
+    return Escalation(
+        steps=steps,
+        restarts=ESCALATE_RESTARTS,
+        surrogates=len(escalation_members(model, norm, steps)),  # type: ignore[arg-type]
+    )
 
 
-def add_escalation(
-    records: list[dict[str, Any]], escalated: dict[float, list[bool | None]]
-) -> None:
-    """Write each sample's escalation outcome into its adaptive entries (``"escalated"``)."""
+def with_escalation(
+    adaptive: dict[str, list[AttackOutcome]], escalated: dict[float, list[bool | None]]
+) -> dict[str, list[AttackOutcome]]:
+    """The adaptive outcomes (``{repr(eps): per sample}``) of a chunk with each sample's
+    escalation outcome (``"escalated"`` in the records) at the radii it was judged at."""
+    out = dict(adaptive)
     for eps, outcomes in escalated.items():
-        for record, outcome in zip(records, outcomes, strict=True):
-            entry = record["results"].get("adaptive", {}).get(repr(eps))
-            if entry is not None:
-                entry["escalated"] = outcome
+        key = repr(eps)
+        if key in out:
+            out[key] = [
+                dataclasses.replace(entry, escalated=outcome)
+                for entry, outcome in zip(out[key], outcomes, strict=True)
+            ]
+    return out
