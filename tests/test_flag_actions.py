@@ -157,7 +157,7 @@ def test_masked_gradient_flag_states_the_gap_and_that_escalation_failed(tmp_path
     flags = {f["code"]: f["message"] for f in report.flags}
     message = flags["black-box-beats-white-box"]
     assert "at eps=0.1, Square-20 alone broke 6 of 6 samples (100.0%)" in message
-    assert "(PGD-10 x 3 restarts, 1 surrogate) broke none of them" in message
+    assert "(PGD-10, 3 restarts each) broke none of them" in message
     # 10 steps cannot tell masking from a short attack: the message says so
     assert "masked gradient, or too few escalation steps" in message
     assert "escalation_steps=200" in message and "Try: " in message
@@ -243,7 +243,8 @@ def test_black_box_message_states_counts_attacks_eps_and_escalation(
     assert [f["code"] for f in flags] == ["black-box-beats-white-box"]
     message = flags[0]["message"]
     assert "at eps=0.1, PGD-20/ann (1) and Square-5000 (4) alone broke 5 of 100 samples" in message
-    assert f"escalated white-box attack (PGD-200 x 3 restarts, 6 surrogates) {verdict}" in message
+    attack = "PGD-200, then PGD-50 through 5 more surrogates, 3 restarts each"
+    assert f"escalated white-box attack ({attack}) {verdict}" in message
     if False not in escalated:
         assert "stopped short" in message and "masked" not in message
     else:

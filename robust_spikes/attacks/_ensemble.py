@@ -190,12 +190,15 @@ def member_kind(member: Member) -> str:
 
 
 def escalation_members(model: Any, norm: Norm, steps: int) -> list[Member]:
-    """PGD-``steps`` through the model's own gradient and, for a model with gradient
-    modes, five more catalogue surrogates (other widths than the default members')."""
+    """Depth, then breadth: PGD-``steps`` through the model's own gradient and, for a model
+    with gradient modes, PGD-``steps // 4`` through five more catalogue surrogates (other
+    widths than the default members'), a quarter of the steps each so that the breadth
+    costs about what the depth does."""
     from robust_spikes.gradients import ExponentialD, Rectangular, Triangle
 
     members = [Member(f"PGD-{steps}", _pgd(steps, norm))]
     if callable(getattr(model, "gradient", None)):
+        short = escalation_breadth_steps(steps)
         for surrogate, label in (
             (Triangle(gamma=0.5), "triangle(0.5)"),
             (Triangle(gamma=2.0), "triangle(2)"),
@@ -203,8 +206,13 @@ def escalation_members(model: Any, norm: Norm, steps: int) -> list[Member]:
             (Rectangular(gamma=2.0), "rectangular(2)"),
             (ExponentialD(gamma=1.0), "exponential-d(1)"),
         ):
-            members.append(Member(f"PGD-{steps}/{label}", _pgd(steps, norm), "bptt", surrogate))
+            members.append(Member(f"PGD-{short}/{label}", _pgd(short, norm), "bptt", surrogate))
     return members
+
+
+def escalation_breadth_steps(steps: int) -> int:
+    """PGD steps of each extra surrogate of an escalation of ``steps`` steps."""
+    return max(steps // 4, 1)
 
 
 def predict_classes(
@@ -246,12 +254,12 @@ class AdaptiveEnsemble(Attack):
     torchattacks' and stronger per query on spiking networks.
 
     Escalation: when transfer or query members (the ANN twin, Square) break samples that
-    the white-box members missed, PGD with ``escalate_steps`` steps and
-    ``escalate_restarts`` random restarts (run side by side, as copies of the samples in
-    one batch), through the model's own gradient and five
-    more catalogue surrogates, attacks those samples only, before the call returns. The
-    returned examples and :attr:`broken_by` do not change (those samples are broken
-    either way); :attr:`escalated` says, per sample, whether the escalated white-box
+    the white-box members missed, PGD with ``escalate_steps`` steps through the model's
+    own gradient, then with a quarter of the steps through five more catalogue
+    surrogates, each with ``escalate_restarts`` random restarts (run side by side, as
+    copies of the samples in one batch), attacks those samples only, before the call
+    returns. The returned examples and :attr:`broken_by` do not change (those samples
+    are broken either way); :attr:`escalated` says, per sample, whether the escalated white-box
     attack broke it too (``True``: the default white-box members stopped short;
     ``False``: even the escalated gradient attack fails there, a sign of gradient
     masking; ``None``: not escalated).

@@ -153,8 +153,9 @@ def evaluate(
             for ``"l2"``, ``[0, 0.1, 0.2, 0.3, 0.4]`` for ``"l1"``; other radii on resume
             only change the summary). ``None`` (default) skips it.
         progress: show a progress bar on stderr (rank 0 only).
-        escalation_steps: steps of the escalated PGD (3 restarts, the model's own
-            gradient and five more surrogates) that the adaptive ensemble runs on the
+        escalation_steps: steps of the escalated PGD through the model's own gradient
+            (then a quarter of them through five more surrogates, 3 restarts each) that
+            the adaptive ensemble runs on the
             samples only transfer or query members broke; ``0`` or ``None`` skips it (see
             :class:`~robust_spikes.attacks.AdaptiveEnsemble`). Its outcome is recorded
             per sample (``"escalated"``) and stated by the ``black-box-beats-white-box``

@@ -63,6 +63,21 @@ THRESHOLDS: dict[str, float] = {
 }
 
 
+def escalation_text(steps: int, restarts: int, surrogates: int) -> str:
+    """How the escalation attacked, e.g. ``"PGD-200, then PGD-50 through 5 more
+    surrogates, 3 restarts each"``."""
+    from robust_spikes.attacks._ensemble import escalation_breadth_steps
+
+    text = f"PGD-{steps}"
+    if surrogates > 1:
+        more = surrogates - 1
+        text += (
+            f", then PGD-{escalation_breadth_steps(steps)} through {more} more "
+            f"surrogate{'s' if more > 1 else ''}"
+        )
+    return text + f", {restarts} restart{'s' if restarts > 1 else ''} each"
+
+
 # Escalation steps from which a failed escalation is read as masking (the default).
 _CONCLUSIVE_ESCALATION = 200
 
@@ -195,10 +210,7 @@ def _black_box(
         if escalation is not None and all(isinstance(o, bool) for o in outcomes):
             hit = sum(o is True for o in outcomes)
             masked += len(gap) - hit
-            attack = (
-                f"PGD-{escalation.steps} x {escalation.restarts} restarts, "
-                f"{escalation.surrogates} surrogate{'s' if escalation.surrogates > 1 else ''}"
-            )
+            attack = escalation_text(escalation.steps, escalation.restarts, escalation.surrogates)
             short = escalation.steps < _CONCLUSIVE_ESCALATION
             masking = "masked gradient, or too few escalation steps" if short else "masked gradient"
             if hit == len(gap):
