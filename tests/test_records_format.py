@@ -1,10 +1,12 @@
 """The typed records and settings of ``rs.evaluate`` write the records file's JSON as it was.
 
-``tests/data/records-v1.jsonl`` was written by robust-spikes at commit 96be3ca, before the
-records and settings were typed (``golden_run``: a frozen snnTorch net on 6 digits, both
-protocols, a query member whose successes were escalated, the convergence and sanity
-checks, certification and the other readout). Each of its lines must load and be written
-back byte for byte, the file must resume as it is, and a fresh evaluation must round-trip.
+``tests/data/records-v2.jsonl`` was written by ``golden_run`` (a frozen snnTorch net on 6
+digits, both protocols, a query member whose successes were escalated, the convergence and
+sanity checks, certification and the other readout). Each of its lines must load and be
+written back byte for byte, the file must resume as it is, and a fresh evaluation must
+round-trip. ``tests/data/records-v1.jsonl`` is the same run written by robust-spikes at
+commit 96be3ca (format ``/1``, before Square and the escalation changed): the typed records
+read its lines byte for byte too, and a resume of it is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from robust_spikes.evaluation import RobustnessReport, _records
 from robust_spikes.evaluation._sample import SampleRecord
 from robust_spikes.evaluation._settings import EvaluationSettings
 
-GOLDEN = Path(__file__).parent / "data" / "records-v1.jsonl"
+GOLDEN = Path(__file__).parent / "data" / "records-v2.jsonl"
+V1 = Path(__file__).parent / "data" / "records-v1.jsonl"
 GOLDEN_KW: dict[str, Any] = dict(
     eps=[0.0, 0.15],
     protocol="both",
@@ -60,8 +63,9 @@ def test_the_golden_file_covers_every_optional_part() -> None:
     assert all(r["certified"] is not None and r["other_readout"] is not None for r in rows)
 
 
-def test_every_golden_line_is_written_back_byte_for_byte() -> None:
-    header, *lines = GOLDEN.read_text().splitlines()
+@pytest.mark.parametrize("path", [GOLDEN, V1], ids=["v2", "v1"])
+def test_every_golden_line_is_written_back_byte_for_byte(path: Path) -> None:
+    header, *lines = path.read_text().splitlines()
     settings = EvaluationSettings.from_json(json.loads(header)["settings"])
     assert EvaluationSettings.from_json(settings.to_json()) == settings
     assert _records.dumps(settings.to_json()) == _records.dumps(json.loads(header)["settings"])
@@ -79,6 +83,14 @@ def test_the_golden_file_resumes_unchanged_and_reports_as_it_is_read(tmp_path: P
     assert resumed.to_dict() == RobustnessReport.from_records(GOLDEN).to_dict()
     rows = [json.loads(line) for line in GOLDEN.read_text().splitlines()[1:]]
     assert resumed.records == rows
+
+
+def test_a_file_of_the_previous_format_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    shutil.copy(V1, path)
+    with pytest.raises(ValueError, match="robust-spikes-records/1' records, written by another"):
+        golden_run(path)
+    assert path.read_bytes() == V1.read_bytes()
 
 
 class RateInside(nn.Module):

@@ -2,8 +2,8 @@
 
 A records file starts with one header line ``{"format": ..., "settings": {...},
 "fingerprint": {"model": {...}, "data": {...}}}`` (see ``_fingerprint``: a resume with
-another model, other data or other settings is refused, and so is a file of an older
-version, which has no fingerprint) and then
+another model, other data or other settings is refused, and so is a file of another
+format version, whose attacks differ) and then
 holds one JSON object per evaluated sample, each with an ``"index"``
 (:class:`~._sample.SampleRecord`; the settings are :class:`~._settings.EvaluationSettings`,
 and this module reads and writes their JSON). Records are appended
@@ -28,7 +28,9 @@ from robust_spikes.evaluation._settings import EvaluationSettings
 
 __all__ = ["FORMAT", "append", "dumps", "load", "open_for_append", "part_paths", "write_atomic"]
 
-FORMAT = "robust-spikes-records/1"
+# /2: Square and the escalation changed (robust-spikes 0.2); /1 results are not mixed in.
+FORMAT = "robust-spikes-records/2"
+_FAMILY = "robust-spikes-records/"
 
 
 def dumps(obj: Any) -> str:
@@ -66,7 +68,14 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[SampleRecord], int]:
         if last:  # complete JSON but no newline: treat as cut short too
             break
         if number == 1:
-            if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            found = obj.get("format") if isinstance(obj, dict) else None
+            if isinstance(found, str) and found.startswith(_FAMILY) and found != FORMAT:
+                raise ValueError(
+                    f"{str(path)!r} holds {found!r} records, written by another version of "
+                    f"robust-spikes whose attacks differ from this one's ({FORMAT!r}): its "
+                    "results cannot be resumed or mixed with new ones; evaluate to a new path"
+                )
+            if found != FORMAT:
                 raise ValueError(
                     f"{str(path)!r} is not a robust-spikes records file (its first line is "
                     f"not a {FORMAT!r} header)"

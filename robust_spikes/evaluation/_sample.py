@@ -3,8 +3,8 @@
 A :class:`SampleRecord` is what a chunk computes for one sample, what the records file
 holds on one line (``to_json`` gives the object that ``_records.dumps`` writes, ``from_json``
 reads it back), and what the report and the masking flags read. ``from_json(to_json(r))
-== r``, and the JSON is the format ``robust-spikes-records/1``: keys and values as they
-have always been written.
+== r``, and the JSON is the format of ``_records.FORMAT``: keys and values as they have
+always been written (``/2`` changed the attacks behind the values, not the keys).
 """
 
 from __future__ import annotations
