@@ -184,7 +184,10 @@ def run_case(name: str, args: argparse.Namespace) -> None:
         acc = ok.float().mean().item()
         lost = ""
         if attack is new and old_broken is not None:
-            lost = str(int((old_broken & ~new_broken).sum()))
+            missed = (old_broken & ~new_broken).nonzero().flatten().tolist()
+            lost = str(len(missed))
+            if missed:
+                lost += " (" + ", ".join(f"#{i} by {old.broken_by[i]}" for i in missed) + ")"
         print(
             f"| {name} | {label} | {100 * acc:.1f}% | {seconds:.1f} | "
             f"{seconds / aa_s:.2f}x | {100 * (acc - aa_acc):+.1f} | {lost} |"

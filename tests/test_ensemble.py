@@ -115,3 +115,17 @@ def test_errors_name_the_argument() -> None:
         AdaptiveEnsemble(model, EPS, members=[])
     with pytest.raises(ValueError, match="eot must be a positive int, got 0"):
         AdaptiveEnsemble(model, EPS, eot=0)
+
+
+def test_escalation_goes_deep_on_the_own_gradient_then_broad_on_a_quarter_of_the_steps() -> None:
+    import snntorch as snn
+
+    from robust_spikes.attacks._ensemble import escalation_members
+
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True)
+    )
+    names = [m.name for m in escalation_members(SpikingClassifier(net, NUM_STEPS), "Linf", 200)]
+    assert names[0] == "PGD-200" and len(names) == 6
+    assert all(n.startswith("PGD-50/") for n in names[1:])
+    assert [m.name for m in escalation_members(net, "Linf", 3)] == ["PGD-3"]  # no modes
