@@ -1,4 +1,4 @@
-"""Square Attack (Linf) with per-sample windows and several proposals per forward pass.
+"""Square Attack (Linf) with per-sample windows, batched proposals and side-by-side restarts.
 
 Square (Andriushchenko et al., ECCV 2020) is a score-based random search: from a
 vertical-stripe start at the corners of the eps-ball, each step proposes to reset one
@@ -6,15 +6,19 @@ randomly placed square window of side ``s`` to ``x +- eps`` (one sign per channe
 keeps the proposal if the margin loss drops. The window's area, a fraction ``p`` of the
 image, shrinks on a fixed schedule of the query count.
 
-Two departures make it fast on spiking networks, whose forward pass costs nearly the
-same for 1 or 100 images on a CPU (per-time-step Python overhead):
+Per-sample windows are the paper's algorithm (torchattacks 3.5.1 draws one window per
+iteration for the whole batch). Two additions make it fast on small inputs, where a
+spiking network's forward pass costs nearly the same for 1 or 100 images on a CPU
+(per-time-step Python overhead):
 
-* every sample draws its own windows and signs (the paper's algorithm; torchattacks 3.5.1
-  draws one window per iteration for the whole batch);
 * each step evaluates ``proposals`` candidates per sample in one batched forward pass and
   keeps the best (ties accepted, so integer spike-count margins can drift along their
   plateaus); a step costs ``proposals`` queries of the per-sample budget, so the budget
-  means what it means in the paper.
+  means what it means in the paper;
+* the budget is split into ``restarts`` independent searches run side by side.
+
+On larger inputs (more than ``SMALL_INPUT`` values per sample) the forward pass is
+compute-bound and both default to 1: the paper's search.
 
 A sample leaves the search as soon as it is misclassified. Random draws come from the
 attack's own generator, seeded by ``seed``; the global RNG is not touched.
@@ -30,7 +34,13 @@ from torchattacks.attack import Attack
 
 from robust_spikes._checks import check_positive_int
 
-__all__ = ["Square", "p_schedule"]
+__all__ = ["CHAIN", "SMALL_INPUT", "Square", "p_schedule"]
+
+# Batched proposals and side-by-side restarts pay where a forward pass costs about the
+# same for 1 or 100 candidates: small inputs (up to SMALL_INPUT values per sample). Larger
+# inputs make the forward compute-bound, and Square then runs as the paper does.
+SMALL_INPUT = 256
+CHAIN = 1250  # most queries of one search on small inputs; longer budgets run as restarts
 
 _STAGES = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -48,10 +58,13 @@ class Square(Attack):
     Args:
         model: maps images ``[N, C, H, W]`` in [0, 1] to logits ``[N, K]``.
         eps: Linf radius in the [0, 1] image scale.
-        n_queries: queries per sample and restart (the stripe-start query included).
-        proposals: candidates per sample evaluated in one forward pass per step.
-        restarts: independent searches per sample, run side by side in one batch; the
-            copy with the lowest margin is returned.
+        n_queries: queries per sample, shared equally by its restarts (each restart's
+            stripe-start query included).
+        proposals: candidates per sample evaluated in one forward pass per step;
+            ``None``: 8 on small inputs (``C * H * W <= SMALL_INPUT``), else 1.
+        restarts: independent searches per sample, run side by side in one batch (the
+            copy with the lowest margin is returned); ``None``: on small inputs enough
+            for searches of at most ``CHAIN`` queries, else 1.
         p_init: initial window area as a fraction of the image.
         seed: seeds the attack's own generator.
 
@@ -76,8 +89,8 @@ class Square(Attack):
         eps: float = 8 / 255,
         n_queries: int = 5000,
         *,
-        proposals: int = 8,
-        restarts: int = 1,
+        proposals: int | None = None,
+        restarts: int | None = None,
         p_init: float = 0.8,
         seed: int = 0,
     ) -> None:
@@ -88,8 +101,8 @@ class Square(Attack):
             raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
         self.eps, self.p_init, self.seed = float(eps), float(p_init), int(seed)
         self.n_queries = check_positive_int("n_queries", n_queries)
-        self.proposals = check_positive_int("proposals", proposals)
-        self.restarts = check_positive_int("restarts", restarts)
+        self.proposals = None if proposals is None else check_positive_int("proposals", proposals)
+        self.restarts = None if restarts is None else check_positive_int("restarts", restarts)
         self.supported_mode = ["default"]
         self.queries = torch.zeros(0, dtype=torch.long)
 
@@ -102,15 +115,18 @@ class Square(Attack):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = images.clone().detach().to(self.device)
         y = labels.clone().detach().to(self.device)
-        n, r = x.shape[0], self.restarts
-        best, margin, queries = self._search(x.repeat(r, 1, 1, 1), y.repeat(r))
+        small = x[0].numel() <= SMALL_INPUT
+        k = self.proposals or (8 if small else 1)
+        r = self.restarts or (-(-self.n_queries // CHAIN) if small else 1)
+        n, budget = x.shape[0], max(self.n_queries // r, 1)
+        best, margin, queries = self._search(x.repeat(r, 1, 1, 1), y.repeat(r), k, budget)
         # per sample, the copy (restart) with the lowest margin; queries summed over copies
         pick = margin.view(r, n).argmin(0)
         self.queries = queries.view(r, n).sum(0)
         return best.view(r, n, *x.shape[1:])[pick, torch.arange(n)].detach().clone()
 
     def _search(
-        self, x: torch.Tensor, y: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, k: int, budget: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, c, h, w = x.shape
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
@@ -120,16 +136,15 @@ class Square(Attack):
             best = (x + eps * (2.0 * stripes - 1)).clamp(0, 1)
             margin = self._margin(best, y)
             queries = torch.ones(n, dtype=torch.long, device=x.device)
-            k = self.proposals
             rows = torch.arange(h, device=x.device)
             cols = torch.arange(w, device=x.device)
             used = 1
-            while used < self.n_queries:
+            while used < budget:
                 alive = (margin > 0).nonzero().flatten()
                 if alive.numel() == 0:
                     break
-                k_now = min(k, self.n_queries - used)
-                p = p_schedule(self.p_init, used, self.n_queries)
+                k_now = min(k, budget - used)
+                p = p_schedule(self.p_init, used, budget)
                 s = min(max(round(math.sqrt(p * h * w)), 1), h - 1, w - 1)
                 m = alive.numel() * k_now
                 top = torch.randint(0, h - s + 1, (m, 1, 1, 1), generator=gen, device=x.device)
