@@ -182,7 +182,9 @@ def main() -> None:
     for seed in range(args.seeds):
         for name, build in linear.items():
             torch.manual_seed(seed)
-            model = rs.SpikingClassifier(build(), NUM_STEPS)
+            # the membrane: the output neurons never fire (SpikingJelly's default readout,
+            # the spike count, would be constant)
+            model = rs.SpikingClassifier(build(), NUM_STEPS, readout="membrane")
             train(model, args.epochs, seed)
             report = evaluate(model, x, y, args, f"{name} {seed}")
             fired.setdefault("linear SNN (no masking)", []).append(
