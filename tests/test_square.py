@@ -108,6 +108,13 @@ def test_the_search_never_ends_above_its_stripe_start() -> None:
     assert (_margin(model, end, y) < _margin(model, start, y)).any()
 
 
+def test_inputs_that_are_not_images_are_refused() -> None:
+    with pytest.raises(
+        ValueError, match=r"Square needs images \[N, C, H, W\], got shape \(2, 64\)"
+    ):
+        Square(Linear(), eps=0.1)(torch.rand(2, 64), torch.tensor([0, 1]))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

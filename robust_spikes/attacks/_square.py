@@ -113,6 +113,11 @@ class Square(Attack):
         return true - other
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4:
+            raise ValueError(
+                f"Square needs images [N, C, H, W], got shape {tuple(images.shape)}; fold "
+                "event frames [N, T, C, H, W] with encoders.Frames(channels=C)"
+            )
         x = images.clone().detach().to(self.device)
         y = labels.clone().detach().to(self.device)
         small = x[0].numel() <= SMALL_INPUT
@@ -123,7 +128,11 @@ class Square(Attack):
         # per sample, the copy (restart) with the lowest margin; queries summed over copies
         pick = margin.view(r, n).argmin(0)
         self.queries = queries.view(r, n).sum(0)
-        return best.view(r, n, *x.shape[1:])[pick, torch.arange(n)].detach().clone()
+        return (
+            best.view(r, n, *x.shape[1:])[pick, torch.arange(n, device=pick.device)]
+            .detach()
+            .clone()
+        )
 
     def _search(
         self, x: torch.Tensor, y: torch.Tensor, k: int, budget: int
@@ -161,7 +170,9 @@ class Square(Attack):
                 cand_margin = cand_margin.view(-1, k_now)
                 low, pick = cand_margin.min(1)
                 better = low <= margin[alive]
-                chosen = candidate.view(-1, k_now, c, h, w)[torch.arange(alive.numel()), pick]
+                chosen = candidate.view(-1, k_now, c, h, w)[
+                    torch.arange(alive.numel(), device=pick.device), pick
+                ]
                 take = alive[better]
                 best[take] = chosen[better]
                 margin[take] = low[better]
