@@ -9,6 +9,7 @@ floating-point summation order). Each returns ``(spikes, membrane)`` of the outp
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ from robust_spikes.frameworks import Host
 
 __all__ = [
     "TRAIN_DEPENDENT",
+    "CompiledRun",
+    "InferenceGraph",
     "call_run",
     "run_sequence",
     "run_steps",
@@ -32,6 +35,87 @@ __all__ = [
 def call_run(run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int) -> Any:
     """``run(plan, x, seq, steps)``: the one function the compiled path compiles."""
     return run(plan, x, seq, steps)
+
+
+# dynamo probes ``.grad`` of non-leaf inputs (an encoded sequence, a normalised image)
+# when it guards on them: torch's own noise.
+_NON_LEAF_GRAD = "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed"
+
+
+class CompiledRun:
+    """:func:`call_run` through ``torch.compile``, compiled on the first call.
+
+    Args:
+        dynamic: ``torch.compile``'s ``dynamic``: ``True`` compiles one graph for every
+            batch size (with the state emptied by ``Host.forget`` before each call, see
+            :meth:`~robust_spikes.SpikingClassifier.compiled_inference`); ``None`` lets
+            torch decide after the first recompile.
+    """
+
+    def __init__(self, dynamic: bool | None = None) -> None:
+        self.dynamic = dynamic
+        self._fn: Callable[..., Any] | None = None
+
+    def __call__(
+        self, run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int
+    ) -> Any:
+        if self._fn is None:
+            self._fn = torch.compile(call_run, dynamic=self.dynamic)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _NON_LEAF_GRAD, UserWarning)
+            return self._fn(run, plan, x, seq, steps)
+
+
+class InferenceGraph(CompiledRun):
+    """A dynamic-batch :class:`CompiledRun` for no-grad calls, checked once against eager.
+
+    :meth:`check` runs the first call compiled and eager from the same generator state;
+    where the logits differ (rtol 1e-4, atol 1e-4 of their scale), it warns and marks the
+    graph unusable, so the caller's next calls run eager.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dynamic=True)
+        self.checked = False
+        self.usable = True
+
+    def __call__(
+        self, run: Callable[..., Any], plan: Plan, x: torch.Tensor, seq: Any, steps: int
+    ) -> Any:
+        # inductor specialises its convolutions on batch-size ranges (1, 2-3, 4-15, 16+):
+        # smaller batches are padded to MIN_BATCH rows (samples are independent, as the
+        # classifier's probe checked), so one graph serves every batch size.
+        n = x.shape[0]
+        if n >= MIN_BATCH or plan.random:  # padding would shift a random net's draws
+            return super().__call__(run, plan, x, seq, steps)
+        x = _pad_rows(x, 0, MIN_BATCH)
+        seq = _pad_rows(seq, 1, MIN_BATCH) if isinstance(seq, torch.Tensor) else seq
+        out = super().__call__(run, plan, x, seq, steps)
+        return tuple(_take_rows(t, n) for t in out)
+
+    def check(
+        self,
+        call: Callable[[CompiledRun | None], torch.Tensor],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """``call(self)`` compared with ``call(None)`` (eager); the eager logits where they
+        differ, else the compiled ones."""
+        state = generator.get_state()
+        compiled = call(self)
+        generator.set_state(state)
+        eager = call(None)
+        self.checked = True
+        scale = float(eager.abs().max()) if eager.numel() else 0.0
+        if torch.allclose(compiled, eager, rtol=1e-4, atol=1e-4 * max(scale, 1.0)):
+            return compiled
+        self.usable = False
+        warnings.warn(
+            "compiled_inference: the compiled graph's logits differ from the eager ones by "
+            f"up to {float((compiled - eager).abs().max()):.3g}; running eager instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return eager
 
 
 # Layers whose batch statistics or masks over [T*N] would differ from per-step ones.
@@ -193,3 +277,21 @@ def sequential_leaves(net: nn.Module) -> list[nn.Module] | None:
         else:
             leaves.append(m)
     return leaves
+
+
+MIN_BATCH = 16  # rows of the smallest batch an InferenceGraph compiles for
+
+
+def _pad_rows(t: torch.Tensor, dim: int, rows: int) -> torch.Tensor:
+    """``t`` with its last row along ``dim`` repeated up to ``rows`` rows."""
+    last = t.narrow(dim, t.shape[dim] - 1, 1)
+    shape = list(t.shape)
+    shape[dim] = rows - t.shape[dim]
+    return torch.cat([t, last.expand(shape)], dim)
+
+
+def _take_rows(t: Any, n: int) -> Any:
+    """The first ``n`` samples of an output: ``[T, N, ...]`` recordings or ``[N, ...]``."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    return t[:, :n] if t.dim() >= 3 and t.shape[1] == MIN_BATCH else t[:n]

@@ -469,6 +469,52 @@ def test_compiled_path_equals_the_plain_loop(x: torch.Tensor) -> None:
         assert_equal_up_to_reassociation(results[1], results[0])
 
 
+@pytest.mark.compile
+@pytest.mark.parametrize("name", ["snntorch-seq-output", "sj-m-lif"])
+def test_compiled_inference_equals_eager_for_every_batch_size(name: str) -> None:
+    """One graph for every batch size (small batches padded), logits as eager; calls with
+    gradients inside run as outside, and the network's state and modes are kept."""
+    net = build(name)
+    model = SpikingClassifier(net, NUM_STEPS)
+    batches = [
+        torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(n)) for n in (6, 1, 17, 3)
+    ]
+    with torch.no_grad():
+        expected = [model(b) for b in batches]
+    modes = [m.training for m in net.modules()]
+    torch._dynamo.reset()  # dynamo's cache is per function: another model's graph is a recompile
+    with model.compiled_inference(), torch._dynamo.config.patch(error_on_recompile=True):
+        with torch.no_grad():
+            got = [model(b) for b in batches]
+        xg = batches[0].clone().requires_grad_()
+        (grad,) = torch.autograd.grad(model(xg).sum(), xg)  # eager, as outside
+    graph = model._inference_graph
+    assert graph is not None and graph.checked and graph.usable
+    for a, b in zip(got, expected, strict=True):
+        assert_equal_up_to_reassociation((a,), (b,))
+    assert grad.abs().sum() > 0 and model._inference is None
+    assert [m.training for m in net.modules()] == modes
+
+
+def test_inference_graph_check_falls_back_to_eager_when_logits_differ() -> None:
+    from robust_spikes._loops import InferenceGraph
+
+    graph, generator = InferenceGraph(), torch.Generator().manual_seed(0)
+    drawn = []
+
+    def call(g: object) -> torch.Tensor:  # a "compiled" result off by 0.1
+        drawn.append(torch.rand(1, generator=generator))
+        return torch.ones(2, 3) + (0.1 if g is not None else 0.0)
+
+    with pytest.warns(RuntimeWarning, match=r"differ from the eager ones by up to 0\.1"):
+        out = graph.check(call, generator)
+    assert torch.equal(out, torch.ones(2, 3)) and graph.checked and not graph.usable
+    assert torch.equal(drawn[0], drawn[1])  # both from the same generator state
+    same = InferenceGraph()
+    assert torch.equal(same.check(lambda g: torch.ones(2, 3), generator), torch.ones(2, 3))
+    assert same.usable
+
+
 # ------------------------------------------------------------------------------ memory
 @pytest.mark.parametrize("name", ["snntorch-seq-output", "sj-m-lif"])
 def test_no_graph_survives_a_call(name: str, x: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import snntorch as snn
+import torch
 from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
@@ -82,3 +83,19 @@ def test_conventions_live_here() -> None:
     assert st.spike_slot(snn_net()[1])[2] == ">"  # snnTorch fires on u - Vth > 0
     assert sj.spike_slot(sj_net()[1])[2] == ">="  # SpikingJelly on u - Vth >= 0
     assert st.spiking_readout == "membrane" and sj.spiking_readout == "count"
+
+
+def test_forget_empties_the_state_of_snntorch_neurons_that_rebuild_it() -> None:
+    """Host.forget: snnTorch neurons back to their constructor state (no batch shape), so a
+    compiled graph does not guard on the last batch size; DeltaLeaky (None) is only reset."""
+    host = detect(nn.Sequential(snn.Leaky(beta=0.9, init_hidden=True)), "auto")
+    leaky = snn.Leaky(beta=0.9, init_hidden=True)
+    synaptic = snn.Synaptic(alpha=0.8, beta=0.9, init_hidden=True)
+    delta = snn.DeltaLeaky(beta=0.9, init_hidden=True)
+    for m in (leaky, synaptic, delta):
+        m(torch.ones(3, 4))
+    host.forget([leaky, synaptic, delta])
+    assert leaky.mem.shape == (0,) and synaptic.syn.shape == (0,) and synaptic.mem.shape == (0,)
+    assert delta.mem is None  # its own reset, not an empty tensor
+    leaky(torch.full((2, 4), 2.0))  # state rebuilt for the new batch, as when new
+    assert leaky.mem.shape == (2, 4) and leaky.threshold.shape == ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchattacks
-from helpers import NUM_STEPS, digits_tensors, trained
+from helpers import NUM_STEPS, digits_tensors, snntorch_conv, trained
 from torch import nn
 
 from robust_spikes import SpikingClassifier
@@ -158,3 +158,39 @@ def test_the_faster_square_breaks_every_sample_the_old_one_broke() -> None:
     assert len(before) < 32
     for seed in (0, 1):
         assert before <= broken(new, seed), seed
+
+
+def test_queries_go_through_a_compiled_forward_only_where_it_pays() -> None:
+    model = SpikingClassifier(snntorch_conv(), NUM_STEPS)
+    auto = Square(model, eps=0.1)
+    assert not auto._compiles(first_query=1.0, steps=5000, size=64)  # small input: eager
+    assert auto._compiles(first_query=0.02, steps=5000, size=784)  # 100 s eager
+    assert not auto._compiles(first_query=0.002, steps=5000, size=784)  # 10 s eager
+    assert Square(model, eps=0.1, compile=True)._compiles(0.0, 1, 64)
+    assert not Square(model, eps=0.1, compile=False)._compiles(1.0, 5000, 784)
+    linear, _, _ = _case()  # a model without compiled_inference() stays eager
+    assert not Square(linear, eps=0.1, compile=True)._compiles(1.0, 5000, 784)
+    with pytest.raises(ValueError, match="compile must be True, False or None, got 'yes'"):
+        Square(model, eps=0.1, compile="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.compile
+def test_compiled_queries_search_as_the_eager_ones() -> None:
+    torch.manual_seed(0)
+    model = SpikingClassifier(snntorch_conv(), NUM_STEPS)
+    x = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eager = Square(model, eps=0.2, n_queries=40, seed=0, compile=False)
+    x_eager = eager(x, y)
+    assert model._inference_graph is None
+    compiled = Square(model, eps=0.2, n_queries=40, seed=0, compile=True)
+    x_compiled = compiled(x, y)
+    graph = model._inference_graph
+    assert graph is not None and graph.checked and graph.usable and model._inference is None
+    assert (x_compiled - x).abs().max() <= 0.2 + 1e-6
+    # the same search: compiled logits equal eager ones up to summation order, so the
+    # margins that decide each step agree unless two candidates tie within 1e-6
+    agree = (x_compiled == x_eager).flatten(1).all(1).float().mean()
+    assert agree >= 0.75, float(agree)
+    assert int(compiled.queries.sum()) > 0

@@ -127,6 +127,15 @@ class Host:
         """Reset the state of ``stateful`` (from :meth:`stateful`) so no graph survives."""
         raise NotImplementedError
 
+    def forget(self, stateful: list[nn.Module]) -> None:
+        """Reset ``stateful`` to the state a newly built neuron has: no batch shape.
+
+        A compiled graph guards on the shapes of the state it reads, so a state that keeps
+        the previous call's batch shape recompiles the graph for every new batch size.
+        The default is :meth:`reset`, for frameworks whose reset keeps no shape.
+        """
+        self.reset(stateful)
+
     def detach(self, stateful: list[nn.Module]) -> None:
         """Cut the autograd history of the state of ``stateful``, keeping its values.
 

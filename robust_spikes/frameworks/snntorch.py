@@ -26,6 +26,11 @@ from robust_spikes.frameworks._base import (
 
 # Neurons that consume a whole [T, N, ...] sequence per call and keep no state.
 _SEQUENCE_NEURONS = ("StateLeaky", "LinearLeaky", "LeakyParallel")
+# Neurons whose forward replaces a state of another shape by zeros of the input's shape
+# (snnTorch 1.0), so an empty state is the state of a newly built neuron.
+_SHAPE_FREE = frozenset(
+    ("Leaky", "Synaptic", "Alpha", "Lapicque", "RLeaky", "RSynaptic", "SLSTM", "SConv2dLSTM")
+)
 
 
 class SnnTorchHost(Host):
@@ -67,6 +72,21 @@ class SnnTorchHost(Host):
                     m.spk = spk.detach()
                 continue
             m.reset_mem()  # type: ignore[operator]
+
+    def forget(self, stateful: list[nn.Module]) -> None:
+        # snnTorch's reset_mem keeps the last batch shape (zeros_like); its constructors
+        # register the state as empty non-persistent buffers, which forward replaces by
+        # zeros of the input's shape. Only the classes known to do so are emptied (a
+        # subclass such as DeltaLeaky keeps None instead); the rest are reset.
+        self.reset(stateful)
+        for m in stateful:
+            kind = type(m)
+            if kind.__name__ not in _SHAPE_FREE or not kind.__module__.startswith("snntorch."):
+                continue
+            for name in m._non_persistent_buffers_set:
+                buf = m._buffers.get(name)
+                if isinstance(buf, torch.Tensor):
+                    m._buffers[name] = buf.new_zeros(0)
 
     def step_mode(self, net: nn.Module, neurons: list[nn.Module]) -> StepMode:
         # StateLeaky, LinearLeaky, LeakyParallel: one call of net is the whole sequence.
