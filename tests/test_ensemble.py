@@ -129,3 +129,25 @@ def test_escalation_goes_deep_on_the_own_gradient_then_broad_on_a_quarter_of_the
     assert names[0] == "PGD-200" and len(names) == 6
     assert all(n.startswith("PGD-50/") for n in names[1:])
     assert [m.name for m in escalation_members(net, "Linf", 3)] == ["PGD-3"]  # no modes
+
+
+def test_features_run_through_every_default_member_as_one_row_images() -> None:
+    """[N, F] inputs reach APGD and Square as [N, 1, 1, F]
+    views; the examples come back in the input's shape, within eps, and rs.evaluate takes
+    them as it takes images."""
+    from helpers import snntorch_mlp
+
+    model = SpikingClassifier(snntorch_mlp(), NUM_STEPS)
+    x = torch.rand(6, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)  # correct at the start: every member attacks every sample
+    members = default_members(model, square_queries=20)
+    ensemble = AdaptiveEnsemble(model, 0.1, members=members, cascade=False, escalate_steps=5)
+    for member in members:
+        out = ensemble._run(member, x, y, 1)
+        assert out.shape == x.shape and (out - x).abs().max() <= 0.1 + 1e-6, member.name
+        assert out.sub(x).abs().max() > 0, member.name  # every member moved the input
+    x_adv = ensemble(x, y)
+    assert x_adv.shape == x.shape and len(ensemble.broken_by) == 6
+    report = rs.evaluate(model, (x, y), eps=[0.1], square_queries=20, escalation_steps=5)
+    assert report.num_samples == 6

@@ -194,3 +194,21 @@ def test_compiled_queries_search_as_the_eager_ones() -> None:
     agree = (x_compiled == x_eager).flatten(1).all(1).float().mean()
     assert agree >= 0.75, float(agree)
     assert int(compiled.queries.sum()) > 0
+
+
+def test_a_one_row_input_gets_segments_and_images_the_papers_squares() -> None:
+    from robust_spikes.attacks._square import window
+    from robust_spikes.attacks._views import ImageView
+
+    assert window(0.8, 8, 8) == (7, 7) and window(0.05, 28, 28) == (6, 6)  # the paper's
+    assert window(0.5, 1, 64) == (1, 32) and window(0.5, 64, 1) == (32, 1)
+    assert window(0.001, 1, 64) == (1, 1) and window(1.0, 1, 64) == (1, 63)
+    model, x, y = _case()
+    flat = ImageView(model, (1, 8, 8))  # the same model on [N, 1, 1, 64] rows
+    rows = x.reshape(6, 1, 1, 64)
+    x_adv = Square(flat, eps=0.1, n_queries=100, seed=0)(rows, y)
+    assert (x_adv - rows).abs().max() <= 0.1 + 1e-6
+    with torch.no_grad():
+        start = flat(rows).gather(1, y[:, None])
+        after = flat(x_adv).gather(1, y[:, None])
+    assert (after < start).all()  # every sample's search made progress along its row

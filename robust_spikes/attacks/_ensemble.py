@@ -15,6 +15,7 @@ records for each whether it fell, so a report can say which of the two it was.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from robust_spikes._checks import check_positive_int
 from robust_spikes._random import mixed_seed
 from robust_spikes.attacks._eot import Expectation
 from robust_spikes.attacks._square import Square
+from robust_spikes.attacks._views import ImageView
 
 __all__ = ["AdaptiveEnsemble", "Member", "default_members"]
 
@@ -418,14 +420,16 @@ class AdaptiveEnsemble(Attack):
         """One member on ``x``; seeded by (seed, member name), so a member gives the same
         result inside the ensemble as alone (with ``cascade=False``)."""
         model: Any = self.model
+        target, images = model, x
+        if x.dim() != 4:  # APGD and Square take images: members see [N, 1, 1, D] views
+            target, images = ImageView(model, tuple(x.shape[1:])), x.reshape(len(x), 1, 1, -1)
         seed = mixed_seed("ensemble", self.seed, member.name + salt)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
             torch.manual_seed(seed)
             generator = getattr(model, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed)
-            attack = member.build(model, self.eps, eot)
-            if member.mode is None:
-                return attack(x, y).detach()
-            with model.gradient(member.mode, surrogate=member.surrogate):
-                return attack(x, y).detach()
+            attack = member.build(target, self.eps, eot)
+            if member.mode is not None:
+                stack.enter_context(model.gradient(member.mode, surrogate=member.surrogate))
+            return attack(images, y).detach().reshape(x.shape)

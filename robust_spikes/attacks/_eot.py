@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torchattacks.attack import Attack
 
 from robust_spikes._checks import check_positive_int
 from robust_spikes.attacks._base import SeededAttack, check_attack
+from robust_spikes.attacks._views import ModelView
 
 __all__ = ["EOT", "Expectation"]
 
@@ -26,7 +27,7 @@ Average = Literal["probs", "logits"]
 _AVERAGES = ("probs", "logits")
 
 
-class Expectation(nn.Module):
+class Expectation(ModelView):
     """A model's expected prediction over ``num_samples`` forward passes, as logits.
 
     What is averaged: with ``average="logits"`` (default) the output is the mean logits
@@ -47,7 +48,8 @@ class Expectation(nn.Module):
 
     The module is a transparent view of ``model``: ``training``, ``train()``/``eval()``,
     ``parameters()`` and ``modules()`` are the model's (modes set on it set the
-    model's), and ``generator``, ``is_stochastic`` and ``gradient(...)`` are forwarded.
+    model's), and ``generator``, ``is_stochastic`` and ``gradient(...)`` are forwarded
+    (:class:`~robust_spikes.attacks._views.ModelView`).
 
     Args:
         model: a classifier ``[N, ...] -> [N, K]`` (usually a stochastic
@@ -72,43 +74,11 @@ class Expectation(nn.Module):
     """
 
     def __init__(self, model: nn.Module, num_samples: int = 10, *, average: Average = "logits"):
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(model)
         if average not in _AVERAGES:
             raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}")
-        self.model = model
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.average: Average = average
-
-    @property
-    def training(self) -> bool:  # a view: the model's flag, never a stale copy
-        model = self._modules.get("model")
-        return bool(model.training) if model is not None else True
-
-    @training.setter
-    def training(self, value: bool) -> None:  # nn.Module.train() then sets the children
-        pass
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        """The wrapped model's generator (``None`` if it has none)."""
-        generator = getattr(self.model, "generator", None)
-        return generator if isinstance(generator, torch.Generator) else None
-
-    @property
-    def is_stochastic(self) -> bool:
-        """The wrapped model's ``is_stochastic`` (``True`` when it does not say)."""
-        return bool(getattr(self.model, "is_stochastic", True))
-
-    def gradient(self, mode: str = "bptt", *, surrogate: Any = None) -> Any:
-        """The wrapped model's :meth:`~robust_spikes.SpikingClassifier.gradient` context."""
-        gradient = getattr(self.model, "gradient", None)
-        if gradient is None:
-            raise TypeError(
-                f"gradient modes need a SpikingClassifier, got {type(self.model).__name__}"
-            )
-        return gradient(mode, surrogate=surrogate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # All draws in one call on num_samples stacked copies of the batch: each copy

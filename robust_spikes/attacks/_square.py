@@ -40,7 +40,7 @@ from torchattacks.attack import Attack
 
 from robust_spikes._checks import check_positive_int
 
-__all__ = ["CHAIN", "COMPILE_PAYS", "SMALL_INPUT", "Square", "p_schedule"]
+__all__ = ["CHAIN", "COMPILE_PAYS", "SMALL_INPUT", "Square", "p_schedule", "window"]
 
 # Batched proposals and side-by-side restarts pay where a forward pass costs about the
 # same for 1 or 100 candidates: small inputs (up to SMALL_INPUT values per sample). Larger
@@ -59,6 +59,18 @@ def p_schedule(p_init: float, query: int, budget: int) -> float:
     piecewise schedule, defined on 10,000 queries and rescaled to ``budget``)."""
     it = int(query / budget * 10000)
     return p_init / 2 ** sum(it > stage for stage in _STAGES)
+
+
+def window(p: float, h: int, w: int) -> tuple[int, int]:
+    """Height and width of a window of area fraction ``p`` of an ``h x w`` image: a square
+    of side ``round(sqrt(p * h * w))`` within ``[1, min(h, w) - 1]`` (the paper's), or on a
+    one-row (one-column) input a segment of ``p`` of its length within ``[1, length - 1]``."""
+    if h == 1 or w == 1:
+        length = max(h, w)
+        side = min(max(round(p * length), 1), max(length - 1, 1))
+        return (1, side) if h == 1 else (side, 1)
+    side = min(max(round(math.sqrt(p * h * w)), 1), h - 1, w - 1)
+    return side, side
 
 
 class Square(Attack):
@@ -140,8 +152,9 @@ class Square(Attack):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4:
             raise ValueError(
-                f"Square needs images [N, C, H, W], got shape {tuple(images.shape)}; fold "
-                "event frames [N, T, C, H, W] with encoders.Frames(channels=C)"
+                f"Square needs images [N, C, H, W], got shape {tuple(images.shape)}; view "
+                "features [N, F] as [N, 1, 1, F] (attacks._views.ImageView), fold event "
+                "frames [N, T, C, H, W] with encoders.Frames(channels=C)"
             )
         x = images.clone().detach().to(self.device)
         y = labels.clone().detach().to(self.device)
@@ -181,14 +194,13 @@ class Square(Attack):
                 if alive.numel() == 0:
                     break
                 k_now = min(k, budget - used)
-                p = p_schedule(self.p_init, used, budget)
-                s = min(max(round(math.sqrt(p * h * w)), 1), h - 1, w - 1)
+                sh, sw = window(p_schedule(self.p_init, used, budget), h, w)
                 m = alive.numel() * k_now
-                top = torch.randint(0, h - s + 1, (m, 1, 1, 1), generator=gen, device=x.device)
-                left = torch.randint(0, w - s + 1, (m, 1, 1, 1), generator=gen, device=x.device)
+                top = torch.randint(0, h - sh + 1, (m, 1, 1, 1), generator=gen, device=x.device)
+                left = torch.randint(0, w - sw + 1, (m, 1, 1, 1), generator=gen, device=x.device)
                 signs = torch.randint(0, 2, (m, c, 1, 1), generator=gen, device=x.device)
-                inside = ((rows.view(1, 1, h, 1) >= top) & (rows.view(1, 1, h, 1) < top + s)) & (
-                    (cols.view(1, 1, 1, w) >= left) & (cols.view(1, 1, 1, w) < left + s)
+                inside = ((rows.view(1, 1, h, 1) >= top) & (rows.view(1, 1, h, 1) < top + sh)) & (
+                    (cols.view(1, 1, 1, w) >= left) & (cols.view(1, 1, 1, w) < left + sw)
                 )
                 x_rep = x[alive].repeat_interleave(k_now, 0)
                 corner = x_rep + eps * (2.0 * signs - 1)
