@@ -132,9 +132,8 @@ def test_escalation_goes_deep_on_the_own_gradient_then_broad_on_a_quarter_of_the
 
 
 def test_features_run_through_every_default_member_as_one_row_images() -> None:
-    """[N, F] inputs reach APGD and Square as [N, 1, 1, F]
-    views; the examples come back in the input's shape, within eps, and rs.evaluate takes
-    them as it takes images."""
+    """[N, F] inputs reach APGD and Square as [N, 1, 1, F] views; the examples come back in
+    the input's shape, within eps, and rs.evaluate takes them as it takes images."""
     from helpers import snntorch_mlp
 
     model = SpikingClassifier(snntorch_mlp(), NUM_STEPS)
