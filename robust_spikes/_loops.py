@@ -70,8 +70,8 @@ class InferenceGraph(CompiledRun):
     """A dynamic-batch :class:`CompiledRun` for no-grad calls, checked once against eager.
 
     :meth:`check` runs the first call compiled and eager from the same generator state;
-    where the logits differ (rtol 1e-4, atol 1e-4 of their scale), it warns and marks the
-    graph unusable, so the caller's next calls run eager.
+    where compiling fails or the logits differ (rtol 1e-4, atol 1e-4 of their scale), it
+    warns and marks the graph unusable, so the caller's next calls run eager.
     """
 
     def __init__(self) -> None:
@@ -101,10 +101,21 @@ class InferenceGraph(CompiledRun):
         """``call(self)`` compared with ``call(None)`` (eager); the eager logits where they
         differ, else the compiled ones."""
         state = generator.get_state()
-        compiled = call(self)
+        try:
+            compiled: torch.Tensor | None = call(self)
+        except Exception as err:  # no C++ compiler, an op inductor cannot lower, ...
+            compiled, failure = None, f"{type(err).__name__}: {err}".splitlines()[0]
         generator.set_state(state)
         eager = call(None)
         self.checked = True
+        if compiled is None:
+            self.usable = False
+            warnings.warn(
+                f"compiled_inference: compiling failed ({failure}); running eager instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return eager
         scale = float(eager.abs().max()) if eager.numel() else 0.0
         if torch.allclose(compiled, eager, rtol=1e-4, atol=1e-4 * max(scale, 1.0)):
             return compiled

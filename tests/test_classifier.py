@@ -514,6 +514,16 @@ def test_inference_graph_check_falls_back_to_eager_when_logits_differ() -> None:
     assert torch.equal(same.check(lambda g: torch.ones(2, 3), generator), torch.ones(2, 3))
     assert same.usable
 
+    def no_compiler(g: object) -> torch.Tensor:
+        if g is not None:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return torch.ones(2, 3)
+
+    failing = InferenceGraph()
+    with pytest.warns(RuntimeWarning, match=r"compiling failed \(RuntimeError: InvalidCxx"):
+        assert torch.equal(failing.check(no_compiler, generator), torch.ones(2, 3))
+    assert failing.checked and not failing.usable
+
 
 # ------------------------------------------------------------------------------ memory
 @pytest.mark.parametrize("name", ["snntorch-seq-output", "sj-m-lif"])
