@@ -201,7 +201,9 @@ def run_case(name: str, args: argparse.Namespace) -> None:
         )
     for label, _, _, attack in rows[1:]:
         slow = [(k, round(v, 1)) for k, v in sorted(attack.seconds.items(), key=lambda kv: -kv[1])]
-        print(f"|  | {label}: slowest members {slow[:4]} | | | | | |")
+        escalated = [e for e in attack.escalated if e is not None]
+        fell = f"; escalation broke {sum(escalated)} of {len(escalated)}" if escalated else ""
+        print(f"|  | {label}: slowest members {slow[:4]}{fell} | | | | | |")
 
 
 def main() -> None:
