@@ -345,9 +345,10 @@ class SpikingClassifier(nn.Module):
         For query attacks (:class:`~robust_spikes.attacks._square.Square`) where the
         forward pass is compute-bound: inductor fuses the neuron updates of all steps
         (3-6x faster on an MNIST conv SNN, 2 CPU cores). Compiling takes 10-30 s on 2
-        CPU cores on the first call (seconds with inductor's on-disk cache). The first call's logits are
-        compared with the eager ones; where compiling fails or they differ (rtol 1e-4),
-        a warning says so and every call runs eager. Calls with gradients run as outside.
+        CPU cores on the first call (seconds with inductor's on-disk cache). The first
+        call's logits are compared with the eager ones; where compiling fails or they
+        differ (rtol 1e-4), a warning says so and every call runs eager. Calls with
+        gradients run as outside.
         """
         previous = self._inference
         if self._inference_graph is None:
