@@ -183,6 +183,8 @@ class Square(Attack):
             best = (x + eps * (2.0 * stripes - 1)).clamp(0, 1)
             start = time.perf_counter()
             margin = self._margin(best, y)
+            if margin.is_cuda:  # the first query's time, not its launch
+                torch.cuda.synchronize(margin.device)
             if self._compiles(time.perf_counter() - start, budget / k, x[0].numel()):
                 stack.enter_context(self.model.compiled_inference())
             queries = torch.ones(n, dtype=torch.long, device=x.device)
