@@ -323,7 +323,10 @@ class SpikingClassifier(nn.Module):
         for m in plan.random:  # stochastic neurons draw from this classifier's generator
             m.generator = self.generator
         stateful = host.stateful(net)
-        host.reset(stateful) if graph is None else host.forget(stateful)
+        if graph is None:
+            host.reset(stateful)
+        else:  # a compiled graph must not guard on the last call's batch size
+            host.forget(stateful)
         try:
             spikes, membrane = self._run(plan, x, self.num_steps, graph)
         finally:

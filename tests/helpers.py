@@ -269,3 +269,18 @@ def trained_ann(name: str) -> nn.Module:
     net = ANNS[name]()
     net.load_state_dict(frozen(f"ann-{name}.pt"))
     return net.eval()
+
+
+class RateInside(nn.Module):
+    """An snnTorch net that rate-codes its input inside forward (snntorch.spikegen.rate):
+    randomness the model does not declare."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+        self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from snntorch import spikegen
+
+        return self.lif(self.fc(spikegen.rate(x.flatten(1), num_steps=1)[0]))

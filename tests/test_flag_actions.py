@@ -17,7 +17,7 @@ import pytest
 import snntorch as snn
 import torch
 import torchattacks
-from snntorch import spikegen
+from helpers import RateInside
 from torch import nn
 
 import robust_spikes as rs
@@ -261,18 +261,6 @@ def test_black_box_message_without_escalation_points_to_it() -> None:
 
 
 # ------------------------------------------------------------ undeclared randomness
-class RateInside(nn.Module):
-    """An snnTorch net that rate-codes its input inside forward (snntorch.spikegen.rate)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(64, 10)
-        self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lif(self.fc(spikegen.rate(x.flatten(1), num_steps=1)[0]))
-
-
 class NoiseInside(nn.Module):
     """An snnTorch net that adds Gaussian noise from the global RNG (or none)."""
 

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import snntorch as snn
 import torch
-from helpers import NUM_STEPS, trained
-from snntorch import spikegen
+from helpers import NUM_STEPS, RateInside, trained
 from torch import nn
 
 import robust_spikes as rs
@@ -91,18 +90,6 @@ def test_a_file_of_the_previous_format_is_refused_and_kept(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="robust-spikes-records/1' records, written by another"):
         golden_run(path)
     assert path.read_bytes() == V1.read_bytes()
-
-
-class RateInside(nn.Module):
-    """Rate-codes its input inside forward: undeclared randomness, a stochastic setting."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(64, 10)
-        self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lif(self.fc(spikegen.rate(x.flatten(1), num_steps=1)[0]))
 
 
 @pytest.mark.parametrize("stochastic", [False, True])

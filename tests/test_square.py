@@ -193,7 +193,6 @@ def test_compiled_queries_search_as_the_eager_ones() -> None:
     # margins that decide each step agree unless two candidates tie within 1e-6
     agree = (x_compiled == x_eager).flatten(1).all(1).float().mean()
     assert agree >= 0.75, float(agree)
-    assert int(compiled.queries.sum()) > 0
 
 
 def test_a_one_row_input_gets_segments_and_images_the_papers_squares() -> None:
