@@ -14,6 +14,7 @@ from torch import nn
 
 import robust_spikes as rs
 from robust_spikes.app.cli import build_parser, main
+from robust_spikes.attacks._ensemble import ESCALATE_SAMPLES
 
 MODEL = "robust_spikes.app.demo:build_net"
 
@@ -74,6 +75,7 @@ def test_cli_defaults_are_the_api_defaults() -> None:
         assert cli[name] == api[name].default, name
     assert cli["convergence_steps"] == api["convergence_steps"].default
     assert cli["escalation_steps"] == api["escalation_steps"].default
+    assert cli["escalation_samples"] == api["escalation_samples"].default == ESCALATE_SAMPLES
     assert cli["num_samples"] is api["num_samples"].default is None
     api = inspect.signature(rs.certify).parameters
     cli = _defaults("certify", "--sigma", "0.25")

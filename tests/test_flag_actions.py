@@ -116,6 +116,31 @@ def test_escalation_runs_on_the_gap_samples_only_and_records_that_it_closed_the_
     assert "escalation" in atk.seconds
 
 
+def test_escalation_runs_on_a_seeded_draw_of_at_most_escalate_samples_gap_samples() -> None:
+    # nine gap samples (only the transfer member breaks a mean of 0.5), one robust (0.9)
+    x, y = constant([0.5] * 9 + [0.9])
+    members = [fgsm(0.1, "FGSM/10"), fgsm(1.0, "Transfer-FGSM")]
+    runs = []
+    for seed in (0, 0, 1):
+        atk = Recording(
+            Mean(), EPS, members=members, escalate_steps=10, escalate_samples=4, seed=seed
+        )
+        atk.calls = []
+        atk(x, y)
+        assert atk.broken_by == ["Transfer-FGSM"] * 9 + [None]  # the draw changes no number
+        drawn = [i for i, e in enumerate(atk.escalated) if e is not None]
+        assert len(drawn) == 4 and all(atk.escalated[i] is True for i in drawn)
+        # the escalation attack saw the drawn samples only (3 restarts as copies)
+        torch.testing.assert_close(atk.calls[0][2], x[drawn * 3])
+        runs.append(drawn)
+    assert runs[0] == runs[1]  # seeded
+    everyone = AdaptiveEnsemble(
+        Mean(), EPS, members=members, escalate_steps=10, escalate_samples=None
+    )
+    everyone(x, y)
+    assert everyone.escalated == [True] * 9 + [None]
+
+
 def test_without_escalation_or_without_white_box_members_nothing_is_escalated() -> None:
     x, y = constant([0.5, 0.9])
     members = [fgsm(0.1, "FGSM/10"), fgsm(1.0, "Transfer-FGSM")]
@@ -137,6 +162,16 @@ def test_bad_escalation_settings_are_refused(bad: object) -> None:
         rs.evaluate(Mean(), constant([0.5]), eps=EPS, escalation_steps=bad, progress=False)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_escalation_sample_caps_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="escalate_samples"):
+        AdaptiveEnsemble(Mean(), EPS, escalate_samples=bad)  # type: ignore[arg-type]
+    if bad == 0 and bad is not True:  # evaluate, as its CLI, takes 0 for "no cap"
+        return
+    with pytest.raises(ValueError, match=r"escalation_samples must be an int >= 0 .*got"):
+        rs.evaluate(Mean(), constant([0.5]), eps=EPS, escalation_samples=bad, progress=False)  # type: ignore[arg-type]
+
+
 def test_masked_gradient_flag_states_the_gap_and_that_escalation_failed(tmp_path: Path) -> None:
     x, y = constant([0.5] * 6)
     path = tmp_path / "run.jsonl"
@@ -153,7 +188,12 @@ def test_masked_gradient_flag_states_the_gap_and_that_escalation_failed(tmp_path
         progress=False,
     )
     assert report.robust_accuracy[EPS]["worst"] == 0.0  # escalation does not change it
-    assert report.settings["escalation"] == {"steps": 10, "restarts": 3, "surrogates": 1}
+    assert report.settings["escalation"] == {
+        "steps": 10,
+        "restarts": 3,
+        "surrogates": 1,
+        "samples": 16,
+    }
     flags = {f["code"]: f["message"] for f in report.flags}
     message = flags["black-box-beats-white-box"]
     assert "at eps=0.1, Square-20 alone broke 6 of 6 samples (100.0%)" in message
@@ -250,6 +290,22 @@ def test_black_box_message_states_counts_attacks_eps_and_escalation(
     else:
         assert f"On {escalated.count(False)} sample(s) even the escalated" in message
         assert "too few escalation steps" not in message  # 200 steps: read as masking
+
+
+def test_black_box_message_states_how_many_of_the_gap_a_capped_escalation_ran_on() -> None:
+    # ten gap samples, a draw of four escalated: one fell, three resisted
+    broken = ["Square-5000"] * 10 + [None] * 90
+    outcomes: list[bool | None] = [True, False, False, False] + [None] * 96
+    flags = masking_flags(_records(broken, outcomes), _settings({**ESCALATION, "samples": 4}))
+    message = flags[0]["message"]
+    assert "Square-5000 alone broke 10 of 100 samples" in message
+    assert "3 restarts each), run on a random 4 of them, broke 1 of them (the" in message
+    assert "3 resisted it too (masked gradient)" in message
+    assert "On 3 sample(s) of the 4 it ran on, even the escalated gradient attack" in message
+    # without a cap in the settings, missing outcomes mean the escalation is unknown
+    flags = masking_flags(_records(broken, outcomes), _settings(ESCALATION))
+    assert "escalated white-box" not in flags[0]["message"]
+    assert "escalation_steps=200" in flags[0]["message"]
 
 
 def test_black_box_message_without_escalation_points_to_it() -> None:

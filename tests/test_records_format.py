@@ -35,6 +35,7 @@ GOLDEN_KW: dict[str, Any] = dict(
     attacks=["FGSM", "Square-100"],
     convergence_steps=3,
     escalation_steps=2,
+    escalation_samples=None,  # written before the cap existed: every gap sample escalated
     certify={"sigma": 0.25, "n0": 10, "n": 40, "radii": [0, 0.25]},
     batch_size=3,
     progress=False,

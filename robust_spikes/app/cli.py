@@ -301,6 +301,14 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps of the white-box PGD run on samples only transfer or query attacks "
         "broke, 0 to skip (default: %(default)s)",
     )
+    group.add_argument(
+        "--escalation-samples",
+        type=_nonnegative_int,
+        default=16,
+        metavar="N",
+        help="escalate at most N of those samples per batch, a seeded draw; 0 escalates "
+        "all of them (default: %(default)s)",
+    )
     cert = parser.add_argument_group("certification (optional)")
     cert.add_argument(
         "--certify-sigma",
@@ -352,6 +360,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             square_queries=args.square_queries,
             convergence_steps=args.convergence_steps,
             escalation_steps=args.escalation_steps,
+            escalation_samples=args.escalation_samples,
             certify=None if sigma is None else certify,
             progress=args.progress,
         )

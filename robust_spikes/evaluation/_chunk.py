@@ -120,6 +120,7 @@ class Chunk:
             seed=self.seed(tag),
             stochastic=run.stochastic,
             escalate_steps=run.escalation_steps if members is run.adaptive else None,
+            escalate_samples=run.escalation_samples,
         )
         self.reseed("clean")  # the same clean judgement for every radius and attack
         x_adv = attack(self.x, self.y)
@@ -248,5 +249,6 @@ class Run:
         self.adaptive: list[Any] = attacks
         escalation = settings.escalation
         self.escalation_steps: int | None = None if escalation is None else escalation.steps
+        self.escalation_samples: int | None = None if escalation is None else escalation.samples
         sanity = f"PGD-{SANITY_STEPS}"
         self.sanity = [_suite.pgd_member(sanity, SANITY_STEPS, SANITY_STEPS, self.norm)]

@@ -43,6 +43,7 @@ from robust_spikes.evaluation._settings import (
     as_data,
     check_certify,
     check_eps,
+    count_or_all,
     steps_or_none,
 )
 
@@ -71,6 +72,7 @@ def evaluate(
     certify: Mapping[str, Any] | None = None,
     progress: bool = True,
     escalation_steps: int | None = 200,
+    escalation_samples: int | None = 16,
 ) -> RobustnessReport:
     """Clean and robust accuracy of ``model`` on ``data``, with checks for gradient masking.
 
@@ -160,6 +162,8 @@ def evaluate(
             :class:`~robust_spikes.attacks.AdaptiveEnsemble`). Its outcome is recorded
             per sample (``"escalated"``) and stated by the ``black-box-beats-white-box``
             flag.
+        escalation_samples: at most this many of those samples per batch are escalated (a
+            seeded draw; the flag states how many were); ``0`` or ``None`` escalates all.
 
     Returns:
         A :class:`~robust_spikes.evaluation.RobustnessReport`.
@@ -170,7 +174,8 @@ def evaluate(
     Raises:
         ValueError: bad ``eps``, ``norm``, ``protocol``, ``attacks``, ``num_samples``,
             ``seed``, ``batch_size``, ``eot``, ``square_queries``, ``convergence_steps``,
-            ``sanity_eps``, ``certify`` or ``data``; a records file written for another
+            ``escalation_steps``, ``escalation_samples``, ``sanity_eps``, ``certify`` or
+            ``data``; a records file written for another
             model, other data or with other settings, or without a fingerprint.
         TypeError: ``model`` is not an ``nn.Module``; gradient-mode members on a model
             without ``gradient``.
@@ -202,6 +207,7 @@ def evaluate(
     square_queries = check_positive_int("square_queries", square_queries)
     convergence_steps = steps_or_none("convergence_steps", convergence_steps)
     escalation_steps = steps_or_none("escalation_steps", escalation_steps)
+    escalation_samples = count_or_all("escalation_samples", escalation_samples)
     x_all, y_all = as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
     undeclared = None if stochastic else _sanity.undeclared_randomness(model, x_all, seed)
@@ -262,7 +268,9 @@ def evaluate(
         convergence=check,
         num_data=len(y_all),
         undeclared_randomness=undeclared,
-        escalation=_sanity.escalation_settings(model, norm, escalation_steps, adaptive),
+        escalation=_sanity.escalation_settings(
+            model, norm, escalation_steps, escalation_samples, adaptive
+        ),
         attacks={
             "paper": tuple(_info(m) for m in paper) if "paper" in protocols else (),
             # the paper attacks last: they count for the samples no adaptive member broke

@@ -186,7 +186,8 @@ def _black_box(
     kinds = {m.name: m.kind for m in settings.members("adaptive")}
     need = _at_least(THRESHOLDS["black_box_share"], n)
     escalation = settings.escalation
-    parts, masked, unknown = [], 0, False
+    parts, unknown = [], False
+    masked = tried = gaps = 0  # escalated samples that resisted it; escalated; gap samples
     for eps in settings.eps:
         gap = [
             e
@@ -206,28 +207,35 @@ def _black_box(
             f"at eps={eps:.4g}, {by} alone broke {len(gap)} of {n} samples "
             f"({_pct(len(gap) / n)}) that every white-box member missed"
         )
-        outcomes = [e.escalated for e in gap]  # None or ABSENT: not escalated
-        if escalation is not None and all(isinstance(o, bool) for o in outcomes):
+        # None: not escalated (beyond the escalation's draw); ABSENT: records before it
+        outcomes = [e.escalated for e in gap if e.escalated is not None]
+        drawn = escalation is not None and escalation.samples is not None
+        complete = len(outcomes) == len(gap) or (drawn and bool(outcomes))
+        if escalation is not None and complete and all(isinstance(o, bool) for o in outcomes):
             hit = sum(o is True for o in outcomes)
-            masked += len(gap) - hit
+            masked += len(outcomes) - hit
+            tried += len(outcomes)
+            gaps += len(gap)
             attack = escalation_text(escalation.steps, escalation.restarts, escalation.surrogates)
             short = escalation.steps < _CONCLUSIVE_ESCALATION
             masking = "masked gradient, or too few escalation steps" if short else "masked gradient"
-            if hit == len(gap):
+            if hit == len(outcomes):
                 verdict = "all of them: the default white-box members stopped short"
             elif hit == 0:
                 verdict = f"none of them ({masking})"
             else:
                 verdict = (
                     f"{hit} of them (the default white-box members stopped short there); "
-                    f"{len(gap) - hit} resisted it too ({masking})"
+                    f"{len(outcomes) - hit} resisted it too ({masking})"
                 )
-            part += f"; the escalated white-box attack ({attack}) broke {verdict}"
+            on = "" if len(outcomes) == len(gap) else f", run on a random {len(outcomes)} of them,"
+            part += f"; the escalated white-box attack ({attack}){on} broke {verdict}"
         else:
             unknown = True
         parts.append(part)
     if not parts:
         return []
+    where = f"On {masked} sample(s)" + ("" if tried == gaps else f" of the {tried} it ran on,")
     if escalation is None or unknown:
         meaning = (
             "An attack that sees no gradient of this model should be weaker than one that "
@@ -244,14 +252,14 @@ def _black_box(
         )
     elif escalation.steps < _CONCLUSIVE_ESCALATION:
         meaning = (
-            f"On {masked} sample(s) the escalated gradient attack (only "
+            f"{where} the escalated gradient attack (only "
             f"{escalation.steps} steps) fails where a gradient-free attack succeeds: the "
             "gradient may be masked, or the escalation too short to tell. Try: "
             f"escalation_steps={_CONCLUSIVE_ESCALATION}, and report the adaptive worst case."
         )
     else:
         meaning = (
-            f"On {masked} sample(s) even the escalated gradient attack fails where a "
+            f"{where} even the escalated gradient attack fails where a "
             "gradient-free attack succeeds: the model's gradient misleads the attacker "
             "(gradient masking), so no gradient-based number is trustworthy for it. Try: "
             "find the component without a useful gradient (encoder, rounding, saturated "

@@ -78,9 +78,10 @@ def other_readout(
 
 
 def escalation_settings(
-    model: nn.Module, norm: str, steps: int | None, adaptive: list[Any]
+    model: nn.Module, norm: str, steps: int | None, samples: int | None, adaptive: list[Any]
 ) -> Escalation | None:
-    """The escalation the adaptive ensemble runs (``None``: none can run)."""
+    """The escalation the adaptive ensemble runs (``None``: none can run), on at most
+    ``samples`` gap samples per batch (``None``: all)."""
     from robust_spikes.attacks._ensemble import ESCALATE_RESTARTS, escalation_members, member_kind
 
     if steps is None or not any(member_kind(m) == "white-box" for m in adaptive):
@@ -91,6 +92,7 @@ def escalation_settings(
         steps=steps,
         restarts=ESCALATE_RESTARTS,
         surrogates=len(escalation_members(model, norm, steps)),  # type: ignore[arg-type]
+        samples=samples,
     )
 
 

@@ -65,6 +65,15 @@ def steps_or_none(name: str, steps: Any) -> int | None:
     return steps or None
 
 
+def count_or_all(name: str, count: Any) -> int | None:
+    """A cap on how many samples a step runs on: 0 or None lift it (as the CLI's 0 does)."""
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0 or None: no cap), got {count!r}")
+    return count or None
+
+
 def as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, labels)`` of ``data`` in any form of the one data contract (``_data``)."""
     x, y = _data.tensors(data, "data")
@@ -169,19 +178,29 @@ class CertifySettings:
 @dataclass(frozen=True)
 class Escalation:
     """The escalated white-box attack of the adaptive ensemble: PGD with ``steps`` steps and
-    ``restarts`` random restarts through the model's gradient and ``surrogates - 1`` more."""
+    ``restarts`` random restarts through the model's gradient and ``surrogates - 1`` more,
+    on at most ``samples`` of each batch's samples only transfer or query members broke
+    (a seeded draw; ``None``: all of them)."""
 
     steps: int
     restarts: int
     surrogates: int
+    samples: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "restarts": self.restarts, "surrogates": self.surrogates}
+        out = {"steps": self.steps, "restarts": self.restarts, "surrogates": self.surrogates}
+        if self.samples is not None:  # no cap: written as before the cap existed
+            out["samples"] = self.samples
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Escalation:
+        """``samples`` is missing where there was no cap (all headers before it)."""
         what = "the escalation settings"
-        return cls(*(required(obj, k, what) for k in ("steps", "restarts", "surrogates")))
+        steps, restarts, surrogates = (
+            required(obj, k, what) for k in ("steps", "restarts", "surrogates")
+        )
+        return cls(steps, restarts, surrogates, obj.get("samples"))
 
 
 @dataclass(frozen=True)
