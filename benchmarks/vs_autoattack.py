@@ -14,7 +14,9 @@ one process:
 
 Each line gives robust accuracy (a 10-pass vote for stochastic models), wall time, the
 time ratio to AutoAttack, and the accuracy difference; ``lost`` counts samples that the
-earlier schedule broke and today's did not (it must be 0).
+earlier schedule broke and today's did not (it must be 0). Below the table: when the
+ensemble reached AutoAttack's accuracy, when its own accuracy was final (the members'
+time without the escalation, which changes no number), and its slowest members.
 
     python benchmarks/vs_autoattack.py [--cases digits mnist5k stochastic] [--num-test 64]
         [--eps 0.1] [--epochs 8] [--device cpu]
@@ -199,6 +201,13 @@ def run_case(name: str, args: argparse.Namespace) -> None:
             f"|  | ensemble: AutoAttack's accuracy reached after {member}, at {seconds:.1f} s "
             f"({seconds / aa_s:.2f}x) | | | | | |"
         )
+    escalation = new.seconds.get("escalation", 0.0)
+    final = sum(new.seconds.values()) - escalation
+    print(
+        f"|  | ensemble: its robust accuracy final after its last member, at {final:.1f} s "
+        f"({final / aa_s:.2f}x); then the escalation (it explains the masking flag, changes "
+        f"no number) {escalation:.1f} s | | | | | |"
+    )
     for label, _, _, attack in rows[1:]:
         slow = [(k, round(v, 1)) for k, v in sorted(attack.seconds.items(), key=lambda kv: -kv[1])]
         escalated = [e for e in attack.escalated if e is not None]
