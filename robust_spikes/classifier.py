@@ -329,8 +329,11 @@ class SpikingClassifier(nn.Module):
             host.forget(stateful)
         try:
             spikes, membrane = self._run(plan, x, self.num_steps, graph)
-        finally:
-            host.reset(stateful)  # drop every reference to this call's graph
+        finally:  # drop every reference to this call's graph
+            if graph is None:
+                host.reset(stateful)
+            else:
+                host.forget(stateful)
         return self._read(spikes, membrane, x.shape[0])
 
     def _graph(self) -> CompiledRun | None:

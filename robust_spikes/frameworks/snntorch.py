@@ -77,11 +77,13 @@ class SnnTorchHost(Host):
         # snnTorch's reset_mem keeps the last batch shape (zeros_like); its constructors
         # register the state as empty non-persistent buffers, which forward replaces by
         # zeros of the input's shape. Only the classes known to do so are emptied (a
-        # subclass such as DeltaLeaky keeps None instead); the rest are reset.
-        self.reset(stateful)
+        # subclass such as DeltaLeaky keeps None instead); the rest are reset. Their
+        # reset_mem touches those buffers only, so emptying them is the whole reset
+        # (without zeros of the last batch's shape: a cost per call of a compiled graph).
         for m in stateful:
             kind = type(m)
             if kind.__name__ not in _SHAPE_FREE or not kind.__module__.startswith("snntorch."):
+                self.reset([m])
                 continue
             for name in m._non_persistent_buffers_set:
                 buf = m._buffers.get(name)
