@@ -168,7 +168,9 @@ def test_bad_escalation_sample_caps_are_refused(bad: object) -> None:
         AdaptiveEnsemble(Mean(), EPS, escalate_samples=bad)  # type: ignore[arg-type]
     if bad == 0 and bad is not True:  # evaluate, as its CLI, takes 0 for "no cap"
         return
-    with pytest.raises(ValueError, match=r"escalation_samples must be an int >= 0 .*got"):
+    with pytest.raises(
+        ValueError, match=r"escalation_samples must be an int >= 0 \(0 or None lifts the cap\), got"
+    ):
         rs.evaluate(Mean(), constant([0.5]), eps=EPS, escalation_samples=bad, progress=False)  # type: ignore[arg-type]
 
 

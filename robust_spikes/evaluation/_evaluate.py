@@ -43,7 +43,6 @@ from robust_spikes.evaluation._settings import (
     as_data,
     check_certify,
     check_eps,
-    count_or_all,
     steps_or_none,
 )
 
@@ -207,7 +206,7 @@ def evaluate(
     square_queries = check_positive_int("square_queries", square_queries)
     convergence_steps = steps_or_none("convergence_steps", convergence_steps)
     escalation_steps = steps_or_none("escalation_steps", escalation_steps)
-    escalation_samples = count_or_all("escalation_samples", escalation_samples)
+    escalation_samples = steps_or_none("escalation_samples", escalation_samples, "lifts the cap")
     x_all, y_all = as_data(data)
     stochastic = bool(getattr(model, "is_stochastic", False))
     undeclared = None if stochastic else _sanity.undeclared_randomness(model, x_all, seed)

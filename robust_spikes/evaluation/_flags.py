@@ -209,9 +209,12 @@ def _black_box(
         )
         # None: not escalated (beyond the escalation's draw); ABSENT: records before it
         outcomes = [e.escalated for e in gap if e.escalated is not None]
-        drawn = escalation is not None and escalation.samples is not None
-        complete = len(outcomes) == len(gap) or (drawn and bool(outcomes))
-        if escalation is not None and complete and all(isinstance(o, bool) for o in outcomes):
+        known = bool(outcomes) and all(isinstance(o, bool) for o in outcomes)
+        if (
+            escalation is not None
+            and known
+            and (len(outcomes) == len(gap) or escalation.samples is not None)
+        ):
             hit = sum(o is True for o in outcomes)
             masked += len(outcomes) - hit
             tried += len(outcomes)

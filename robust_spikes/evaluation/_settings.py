@@ -56,22 +56,14 @@ def check_eps(eps: Any, norm: str) -> list[float]:
     return out
 
 
-def steps_or_none(name: str, steps: Any) -> int | None:
-    """A step count of an optional check: 0 or None skip it (as the CLI's 0 does)."""
+def steps_or_none(name: str, steps: Any, zero: str = "skips it") -> int | None:
+    """An optional count (steps of a check, a cap on samples): 0 or None give ``None``
+    (as the CLI's 0 does); ``zero`` says what that means in the error message."""
     if steps is None:
         return None
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"{name} must be an int >= 0 (0 or None skips it), got {steps!r}")
+        raise ValueError(f"{name} must be an int >= 0 (0 or None {zero}), got {steps!r}")
     return steps or None
-
-
-def count_or_all(name: str, count: Any) -> int | None:
-    """A cap on how many samples a step runs on: 0 or None lift it (as the CLI's 0 does)."""
-    if count is None:
-        return None
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"{name} must be an int >= 0 (0 or None: no cap), got {count!r}")
-    return count or None
 
 
 def as_data(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
